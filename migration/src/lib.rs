@@ -1,0 +1,19 @@
+//! Database migrations for Sightline, shared by SQLite and PostgreSQL.
+//!
+//! One file per change, never edited after it lands, and never importing the
+//! application's entities: each migration describes tables with its own
+//! identifiers so it keeps meaning the same thing as the code moves on.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261128_000001_auth;
+
+/// The ordered list of migrations.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261128_000001_auth::Migration)]
+    }
+}

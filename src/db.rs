@@ -1,0 +1,165 @@
+//! Database connection and migrations, for SQLite and PostgreSQL.
+//!
+//! SQLite is opened in WAL mode with a busy timeout and foreign keys on; the
+//! PostgreSQL pool fails fast when exhausted so requests get `UNAVAILABLE`
+//! instead of hanging. Where SQL must differ between backends, code asks
+//! [`Backend`] here rather than inspecting URLs itself.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, SqlxPostgresConnector,
+    SqlxSqliteConnector,
+};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::config::Config;
+
+/// The two supported database backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend of an open connection.
+    pub fn of(db: &impl ConnectionTrait) -> Backend {
+        match db.get_database_backend() {
+            DatabaseBackend::Postgres => Backend::Postgres,
+            _ => Backend::Sqlite,
+        }
+    }
+}
+
+/// Opens the database named by the configuration.
+pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
+    let url = config.database_url.as_str();
+    let acquire = config.db_acquire_timeout;
+    if config.is_postgres() {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| DbErr::Custom(format!("invalid DATABASE_URL: {e}")))?
+            .application_name("sightline");
+        let max = if config.db_max_connections == 0 {
+            16
+        } else {
+            config.db_max_connections
+        };
+        let pool = PgPoolOptions::new()
+            .max_connections(max)
+            .min_connections(1)
+            .acquire_timeout(acquire)
+            .idle_timeout(Some(Duration::from_secs(300)))
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await
+            .map_err(|e| DbErr::Custom(format!("cannot connect to PostgreSQL: {e}")))?;
+        Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
+    } else if url.starts_with("sqlite:") {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| DbErr::Custom(format!("invalid DATABASE_URL: {e}")))?
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-16000");
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let max = match (config.db_max_connections, in_memory) {
+            (_, true) => 1,
+            (0, false) => 8,
+            (n, false) => n,
+        };
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max)
+            .min_connections(1)
+            .acquire_timeout(acquire)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(|e| DbErr::Custom(format!("cannot open SQLite database: {e}")))?;
+        Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
+    } else {
+        Err(DbErr::Custom(format!(
+            "unsupported DATABASE_URL `{}`: use sqlite://... or postgres://...",
+            redact_url(url)
+        )))
+    }
+}
+
+/// Applies pending migrations. On PostgreSQL an advisory lock makes replicas
+/// that start together migrate one at a time.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    match Backend::of(db) {
+        Backend::Postgres => {
+            // A dedicated connection holds the session-level lock for the whole run.
+            let pool = db.get_postgres_connection_pool();
+            let mut conn = pool
+                .acquire()
+                .await
+                .map_err(|e| DbErr::Custom(format!("cannot acquire a connection: {e}")))?;
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(MIGRATION_LOCK_KEY)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| DbErr::Custom(format!("cannot take the migration lock: {e}")))?;
+            let result = Migrator::up(db, None).await;
+            let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(MIGRATION_LOCK_KEY)
+                .execute(&mut *conn)
+                .await;
+            result
+        }
+        Backend::Sqlite => Migrator::up(db, None).await,
+    }
+}
+
+/// Key of the PostgreSQL advisory lock held while migrating.
+const MIGRATION_LOCK_KEY: i64 = 0x5167_4c69_6e65_0001;
+
+/// Whether the database answers a trivial query.
+pub async fn ping(db: &DatabaseConnection) -> bool {
+    db.execute_unprepared("SELECT 1").await.is_ok()
+}
+
+/// The URL with any password replaced, for log lines and error messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_database_urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://bob:s3cret@db:5432/x"),
+            "postgres://bob:***@db:5432/x"
+        );
+        assert_eq!(redact_url("sqlite://a.db?mode=rwc"), "sqlite://a.db?mode=rwc");
+        assert_eq!(redact_url("postgres://bob@db/x"), "postgres://bob@db/x");
+    }
+}

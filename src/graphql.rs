@@ -1,0 +1,264 @@
+//! The GraphQL schema, assembled in one place from the domains' parts, with
+//! the limits that keep hostile queries cheap.
+//!
+//! [`build_schema_bare`] needs no database and is what `export-schema` and the
+//! drift test use; [`build_schema`] adds the app state for serving.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery,
+};
+use async_graphql::futures_util::future::BoxFuture;
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, Selection, SelectionSet,
+};
+use async_graphql::{
+    Context, ID, MergedObject, Object, Response, Schema, SchemaBuilder, ServerError,
+    ServerResult, Variables,
+};
+use uuid::Uuid;
+
+use crate::auth::graphql::{AuthMutation, AuthQuery};
+use crate::error::{AppError, AppResult, ErrorCode};
+use crate::state::AppState;
+
+/// The root query type.
+#[derive(MergedObject, Default)]
+pub struct Query(AuthQuery);
+
+/// The root mutation type.
+#[derive(MergedObject, Default)]
+pub struct Mutation(AuthMutation);
+
+/// The root subscription type.
+pub type Subscription = async_graphql::EmptySubscription;
+
+/// The schema type.
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
+
+/// Limits applied to every document.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Deepest nesting.
+    pub max_depth: usize,
+    /// Highest complexity.
+    pub max_complexity: usize,
+    /// Most aliased fields in one document.
+    pub max_aliases: usize,
+    /// Most root fields in one operation.
+    pub max_root_fields: usize,
+    /// Whether introspection is allowed.
+    pub introspection: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_depth: 15,
+            max_complexity: 20_000,
+            max_aliases: 30,
+            max_root_fields: 20,
+            introspection: true,
+        }
+    }
+}
+
+/// The schema without runtime data: for SDL export and tests.
+pub fn build_schema_bare() -> SchemaBuilder<Query, Mutation, Subscription> {
+    build_with_limits(Limits::default())
+}
+
+fn build_with_limits(limits: Limits) -> SchemaBuilder<Query, Mutation, Subscription> {
+    let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription::default())
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .limit_recursive_depth(64)
+        .limit_directives(16)
+        .extension(DocumentLimits {
+            max_aliases: limits.max_aliases,
+            max_root_fields: limits.max_root_fields,
+        });
+    if !limits.introspection {
+        builder = builder.disable_introspection();
+    }
+    builder
+}
+
+/// The schema for serving, with the app state attached.
+pub fn build_schema(state: AppState) -> AppSchema {
+    let c = &state.config;
+    let limits = Limits {
+        max_depth: c.graphql_max_depth,
+        max_complexity: c.graphql_max_complexity,
+        max_aliases: c.graphql_max_aliases,
+        max_root_fields: c.graphql_max_root_fields,
+        introspection: c.graphql_introspection,
+    };
+    build_with_limits(limits).data(state).finish()
+}
+
+/// The SDL as written to `schema.graphql`.
+pub fn export_sdl() -> String {
+    let sdl = build_schema_bare().finish().sdl();
+    format!("{}\n", sdl.trim_end())
+}
+
+/// Adds the per-request data every resolver may use: the caller and a fresh
+/// set of DataLoaders (so caches never outlive a request).
+pub fn prepare_request(
+    request: async_graphql::Request,
+    state: &AppState,
+    ctx: crate::auth::RequestContext,
+) -> async_graphql::Request {
+    let _ = state;
+    request.data(ctx)
+}
+
+/// Gives every error a code: errors raised by our resolvers carry one
+/// already; the rest come from parsing, validation or input coercion and are
+/// the client's to fix.
+pub fn normalize_errors(response: &mut Response) {
+    for error in &mut response.errors {
+        let has_code = error
+            .extensions
+            .as_ref()
+            .is_some_and(|e| e.get("code").is_some());
+        if !has_code {
+            error
+                .extensions
+                .get_or_insert_with(Default::default)
+                .set("code", ErrorCode::BadUserInput.as_str());
+        }
+    }
+}
+
+/// Parses a GraphQL `ID` holding a UUID.
+pub fn parse_id(field: &str, id: &ID) -> AppResult<Uuid> {
+    Uuid::parse_str(id.as_str())
+        .map_err(|_| AppError::bad_input(field, format!("{field} is not a valid id")))
+}
+
+type CountFn = dyn Fn(AppState) -> BoxFuture<'static, AppResult<u64>> + Send + Sync;
+
+/// The `totalCount` of a connection, computed only when a client asks for it.
+pub struct TotalCount(Arc<CountFn>);
+
+impl TotalCount {
+    /// A count computed by `f` on demand.
+    pub fn new<F, Fut>(f: F) -> Self
+    where
+        F: Fn(AppState) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = AppResult<u64>> + Send + 'static,
+    {
+        TotalCount(Arc::new(move |s| Box::pin(f(s))))
+    }
+}
+
+#[Object]
+impl TotalCount {
+    /// How many items match, ignoring pagination (computed only when selected).
+    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
+        let state = ctx.data_unchecked::<AppState>().clone();
+        Ok((self.0)(state).await?)
+    }
+}
+
+/// Refuses documents with too many aliases or root fields before execution.
+struct DocumentLimits {
+    max_aliases: usize,
+    max_root_fields: usize,
+}
+
+impl ExtensionFactory for DocumentLimits {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(DocumentLimitsExt {
+            max_aliases: self.max_aliases,
+            max_root_fields: self.max_root_fields,
+        })
+    }
+}
+
+struct DocumentLimitsExt {
+    max_aliases: usize,
+    max_root_fields: usize,
+}
+
+fn count_aliases(set: &SelectionSet) -> usize {
+    set.items
+        .iter()
+        .map(|item| match &item.node {
+            Selection::Field(f) => {
+                usize::from(f.node.alias.is_some()) + count_aliases(&f.node.selection_set.node)
+            }
+            Selection::InlineFragment(f) => count_aliases(&f.node.selection_set.node),
+            Selection::FragmentSpread(_) => 0,
+        })
+        .sum()
+}
+
+fn count_root_fields(set: &SelectionSet, doc: &ExecutableDocument, depth: usize) -> usize {
+    if depth > 8 {
+        return 0;
+    }
+    set.items
+        .iter()
+        .map(|item| match &item.node {
+            Selection::Field(_) => 1,
+            Selection::InlineFragment(f) => count_root_fields(&f.node.selection_set.node, doc, depth + 1),
+            Selection::FragmentSpread(s) => doc
+                .fragments
+                .get(&s.node.fragment_name.node)
+                .map(|f| count_root_fields(&f.node.selection_set.node, doc, depth + 1))
+                .unwrap_or(0),
+        })
+        .sum()
+}
+
+fn limit_error(message: String) -> ServerError {
+    let mut e = ServerError::new(message, None);
+    e.extensions
+        .get_or_insert_with(Default::default)
+        .set("code", ErrorCode::BadUserInput.as_str());
+    e
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for DocumentLimitsExt {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let doc = next.run(ctx, query, variables).await?;
+        let operations: Vec<&SelectionSet> = match &doc.operations {
+            DocumentOperations::Single(op) => vec![&op.node.selection_set.node],
+            DocumentOperations::Multiple(ops) => ops.values().map(|op| &op.node.selection_set.node).collect(),
+        };
+        let aliases: usize = operations.iter().map(|s| count_aliases(s)).sum::<usize>()
+            + doc
+                .fragments
+                .values()
+                .map(|f| count_aliases(&f.node.selection_set.node))
+                .sum::<usize>();
+        if aliases > self.max_aliases {
+            return Err(limit_error(format!(
+                "the document has {aliases} aliases; at most {} are allowed",
+                self.max_aliases
+            )));
+        }
+        for set in operations {
+            let roots = count_root_fields(set, &doc, 0);
+            if roots > self.max_root_fields {
+                return Err(limit_error(format!(
+                    "an operation selects {roots} root fields; at most {} are allowed",
+                    self.max_root_fields
+                )));
+            }
+        }
+        Ok(doc)
+    }
+}

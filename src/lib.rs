@@ -1,0 +1,235 @@
+//! Sightline: a self-hosted monitoring and incident server with a GraphQL API.
+//!
+//! The crate is a library plus a thin `main.rs`: [`Application::build`] opens
+//! the database, migrates it, creates the first admin and binds the listener;
+//! [`Application::run_until_stopped`] serves until a shutdown signal. Tests and
+//! `main` share this one path. Other Rust code can also call the domain
+//! services directly (e.g. `sightline::auth::service::create_user`).
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod pagination;
+pub mod playground;
+pub mod pubsub;
+pub mod rest;
+pub mod state;
+pub mod util;
+pub mod ws;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sea_orm::DbErr;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::Config;
+pub use error::{AppError, AppResult, ErrorCode};
+pub use state::AppState;
+
+use crate::auth::ratelimit::LoginLimiter;
+use crate::db::Backend;
+use crate::pubsub::Hub;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Database(#[from] DbErr),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The first admin could not be created.
+    #[error("cannot create the initial admin: {}", .0.describe())]
+    Admin(AppError),
+}
+
+/// A built, bound, not yet serving server.
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+    shutdown_tx: watch::Sender<bool>,
+    initial_admin_password: Option<String>,
+}
+
+/// Triggers a graceful shutdown from outside the server (tests, embedders).
+#[derive(Clone)]
+pub struct ShutdownHandle(watch::Sender<bool>);
+
+impl ShutdownHandle {
+    /// Starts shutting down.
+    pub fn shutdown(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+impl Application {
+    /// Opens and migrates the database, creates the first admin on an empty
+    /// database, and binds the listen address.
+    pub async fn build(config: Config) -> Result<Application, StartupError> {
+        let db = db::connect(&config).await?;
+        db::migrate(&db).await?;
+        let initial_admin_password =
+            auth::service::ensure_initial_admin(&db, config.admin_password.as_deref())
+                .await
+                .map_err(StartupError::Admin)?;
+        let addr_text = config.listen_addr();
+        let listener = TcpListener::bind(&addr_text)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: addr_text.clone(),
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: addr_text,
+            source,
+        })?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let state = AppState {
+            backend: Backend::of(&db),
+            db,
+            login_limiter: Arc::new(LoginLimiter::new(config.login_max_failures, config.login_lockout)),
+            config: Arc::new(config),
+            hub: Hub::new(),
+            ws_tracker: Arc::new(ws::ConnectionTracker::default()),
+            shutdown: shutdown_rx,
+        };
+        Ok(Application {
+            listener,
+            addr,
+            state,
+            shutdown_tx,
+            initial_admin_password,
+        })
+    }
+
+    /// The bound address (the real port when configured with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state, for calling services directly.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// A handle that starts a graceful shutdown.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown_tx.clone())
+    }
+
+    /// The URL of the playground.
+    pub fn url(&self) -> String {
+        let host = if self.addr.ip().is_unspecified() {
+            "localhost".to_owned()
+        } else {
+            self.addr.ip().to_string()
+        };
+        format!("http://{}:{}/", host, self.addr.port())
+    }
+
+    /// Serves until `signal` completes or a [`ShutdownHandle`] fires, then
+    /// stops accepting, lets in-flight requests finish (bounded by the
+    /// shutdown timeout) and closes WebSockets with a close frame.
+    pub async fn run_until_stopped(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let Application {
+            listener,
+            addr,
+            state,
+            shutdown_tx,
+            initial_admin_password,
+        } = self;
+        let url = {
+            let host = if addr.ip().is_unspecified() { "localhost".to_owned() } else { addr.ip().to_string() };
+            format!("http://{}:{}/", host, addr.port())
+        };
+        tracing::info!(%addr, backend = ?state.backend, "sightline listening");
+        tracing::info!("playground: {url}  (GraphQL endpoint: {url}graphql)");
+        if let Some(password) = initial_admin_password {
+            tracing::warn!(
+                "created the initial admin user; log in with username `admin` and password `{password}` (shown only once; set SIGHTLINE_ADMIN_PASSWORD to choose it)"
+            );
+        }
+        let grace = state.config.shutdown_timeout;
+        let tracker = state.ws_tracker.clone();
+        let schema = graphql::build_schema(state.clone());
+        let app = http::router(http::Server { state: state.clone(), schema });
+
+        let tx = shutdown_tx.clone();
+        tokio::spawn(async move {
+            signal.await;
+            let _ = tx.send(true);
+        });
+        let mut stop = state.shutdown.clone();
+        let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+                tracing::info!("shutting down: no longer accepting connections");
+            });
+        let mut stop = state.shutdown.clone();
+        let serving = tokio::spawn(async move { serve.await });
+        let _ = stop.wait_for(|s| *s).await;
+        let drained = tokio::time::timeout(grace, async {
+            let _ = serving.await;
+            tracker.wait_idle().await;
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                timeout = ?grace,
+                open_websockets = tracker.live(),
+                "shutdown timeout reached; closing remaining connections"
+            );
+        }
+        state.db.clone().close().await.ok();
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Sets up logging as configured (used by `main`; tests log only with `TEST_LOG=1`).
+pub fn init_tracing(filter: &str, format: config::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        config::LogFormat::Json => builder.json().try_init(),
+        config::LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Resolves when the process receives Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

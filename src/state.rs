@@ -1,0 +1,30 @@
+//! The application state shared by every request, subscription and worker.
+
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+use tokio::sync::watch;
+
+use crate::auth::ratelimit::LoginLimiter;
+use crate::config::Config;
+use crate::db::Backend;
+use crate::pubsub::Hub;
+
+/// Cheap to clone: everything inside is shared.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database pool.
+    pub db: DatabaseConnection,
+    /// Which database it is.
+    pub backend: Backend,
+    /// Settings.
+    pub config: Arc<Config>,
+    /// Live updates.
+    pub hub: Hub,
+    /// Failed-login throttling.
+    pub login_limiter: Arc<LoginLimiter>,
+    /// Open WebSocket connections, so shutdown can wait for them.
+    pub ws_tracker: Arc<crate::ws::ConnectionTracker>,
+    /// Becomes `true` when the server starts shutting down.
+    pub shutdown: watch::Receiver<bool>,
+}

@@ -1,0 +1,565 @@
+//! GraphQL over WebSocket: the `graphql-transport-ws` protocol and the legacy
+//! `graphql-ws` (subscriptions-transport-ws) protocol, on `GET /graphql`.
+//!
+//! The protocol is handled here rather than by async-graphql's built-in
+//! handler so that every close code is the one the specification names
+//! (4400 malformed message, 4401 subscribe before `connection_ack`, 4408 no
+//! `connection_init` in time, 4409 duplicate id, 4429 second
+//! `connection_init`), and so credentials are re-checked while a connection
+//! lives: when any credential changes anywhere, each connection re-reads its
+//! own and closes with 4403 if it no longer holds, and every delivery first
+//! checks the credential's expiry.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use futures_util::{Stream, StreamExt, stream};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_stream::StreamMap;
+
+use crate::auth::{Auth, Identity, RequestContext, service as auth_service};
+use crate::graphql::{normalize_errors, prepare_request};
+use crate::http::Server;
+
+/// Most operations one connection may run at once.
+pub const MAX_OPERATIONS_PER_CONNECTION: usize = 200;
+/// How often the legacy protocol sends `ka` and the new one a WebSocket ping.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// The two subprotocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `graphql-transport-ws` (the graphql-ws library).
+    TransportWs,
+    /// `graphql-ws` (the legacy subscriptions-transport-ws library).
+    Legacy,
+}
+
+/// Counts live WebSocket connections so shutdown can wait for them to close.
+#[derive(Debug, Default)]
+pub struct ConnectionTracker {
+    live: AtomicUsize,
+    idle: Notify,
+}
+
+impl ConnectionTracker {
+    /// Number of open connections.
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no connection is open.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.live() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn enter(self: &Arc<Self>) -> TrackerGuard {
+        self.live.fetch_add(1, Ordering::SeqCst);
+        TrackerGuard(self.clone())
+    }
+}
+
+struct TrackerGuard(Arc<ConnectionTracker>);
+
+impl Drop for TrackerGuard {
+    fn drop(&mut self) {
+        if self.0.live.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// Picks the subprotocol from `Sec-WebSocket-Protocol`; `None` when the
+/// client offers only protocols we do not speak.
+pub fn choose_protocol(parts: &Parts) -> Option<Protocol> {
+    let Some(offered) = parts
+        .headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Some(Protocol::TransportWs);
+    };
+    let offered: Vec<&str> = offered.split(',').map(str::trim).collect();
+    if offered.contains(&"graphql-transport-ws") {
+        Some(Protocol::TransportWs)
+    } else if offered.contains(&"graphql-ws") {
+        Some(Protocol::Legacy)
+    } else {
+        None
+    }
+}
+
+/// Answers the upgrade request and runs the connection.
+pub async fn upgrade(server: Server, upgrade: WebSocketUpgrade, parts: &Parts) -> Response {
+    let Some(protocol) = choose_protocol(parts) else {
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            "unsupported WebSocket subprotocol: use graphql-transport-ws or graphql-ws",
+        )
+            .into_response();
+    };
+    let peer = crate::http::peer_addr(parts);
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(256).collect::<String>());
+    let header_token = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let limit = server.state.config.body_limit;
+    upgrade
+        .protocols(["graphql-transport-ws", "graphql-ws"])
+        .max_message_size(limit)
+        .on_upgrade(move |socket| async move {
+            let conn = Connection::new(server, protocol, peer, user_agent, header_token);
+            conn.run(socket).await;
+        })
+}
+
+type OpStream = Pin<Box<dyn Stream<Item = Option<async_graphql::Response>> + Send>>;
+
+/// Why a connection ends.
+enum Close {
+    /// Close with this code and reason.
+    With(u16, String),
+    /// The peer went away; nothing to send.
+    Gone,
+}
+
+struct Connection {
+    server: Server,
+    protocol: Protocol,
+    peer: Option<SocketAddr>,
+    user_agent: Option<String>,
+    header_authorization: Option<String>,
+    /// The `Authorization` value the connection authenticated with.
+    authorization: Option<String>,
+    identity: Option<Identity>,
+    init_received: bool,
+    acked: bool,
+    ops: StreamMap<String, OpStream>,
+    started: HashSet<String>,
+}
+
+impl Connection {
+    fn new(
+        server: Server,
+        protocol: Protocol,
+        peer: Option<SocketAddr>,
+        user_agent: Option<String>,
+        header_authorization: Option<String>,
+    ) -> Self {
+        Connection {
+            server,
+            protocol,
+            peer,
+            user_agent,
+            header_authorization,
+            authorization: None,
+            identity: None,
+            init_received: false,
+            acked: false,
+            ops: StreamMap::new(),
+            started: HashSet::new(),
+        }
+    }
+
+    async fn run(mut self, mut socket: WebSocket) {
+        let _guard = self.server.state.ws_tracker.enter();
+        let mut shutdown = self.server.state.shutdown.clone();
+        let mut auth_watch = self.server.state.hub.auth_watch();
+        auth_watch.mark_unchanged();
+        let init_deadline = Instant::now() + self.server.state.config.ws_init_timeout;
+        let mut keepalive = tokio::time::interval_at(Instant::now() + KEEPALIVE, KEEPALIVE);
+
+        let close = loop {
+            if *shutdown.borrow() {
+                break Close::With(1001, "server shutting down".to_owned());
+            }
+            tokio::select! {
+                incoming = socket.recv() => {
+                    let outcome = match incoming {
+                        None | Some(Err(_)) => Err(Close::Gone),
+                        Some(Ok(Message::Text(text))) => self.on_text(&mut socket, text.as_str()).await,
+                        Some(Ok(Message::Binary(_))) => Err(Close::With(4400, "binary messages are not supported".to_owned())),
+                        Some(Ok(Message::Close(_))) => Err(Close::Gone),
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+                    };
+                    if let Err(close) = outcome {
+                        break close;
+                    }
+                }
+                Some((id, item)) = self.ops.next(), if !self.ops.is_empty() => {
+                    if auth_watch.has_changed().unwrap_or(false) {
+                        auth_watch.mark_unchanged();
+                        if let Err(close) = self.recheck_credentials().await {
+                            break close;
+                        }
+                    }
+                    if let Err(close) = self.deliver(&mut socket, id, item).await {
+                        break close;
+                    }
+                }
+                _ = tokio::time::sleep_until(init_deadline), if !self.init_received => {
+                    break Close::With(4408, "Connection initialisation timeout".to_owned());
+                }
+                changed = auth_watch.changed(), if self.identity.is_some() => {
+                    if changed.is_err() {
+                        continue;
+                    }
+                    if let Err(close) = self.recheck_credentials().await {
+                        break close;
+                    }
+                }
+                _ = shutdown.changed() => {
+                    break Close::With(1001, "server shutting down".to_owned());
+                }
+                _ = keepalive.tick() => {
+                    let msg = match (self.protocol, self.acked) {
+                        (Protocol::Legacy, true) => Message::Text(json!({"type": "ka"}).to_string().into()),
+                        _ => Message::Ping(Default::default()),
+                    };
+                    if socket.send(msg).await.is_err() {
+                        break Close::Gone;
+                    }
+                }
+            }
+        };
+        if let Close::With(code, reason) = close {
+            let _ = socket
+                .send(Message::Close(Some(CloseFrame {
+                    code,
+                    reason: Utf8Bytes::from(truncate_reason(&reason)),
+                })))
+                .await;
+        }
+    }
+
+    async fn on_text(&mut self, socket: &mut WebSocket, text: &str) -> Result<(), Close> {
+        let malformed = |why: &str| Close::With(4400, why.to_owned());
+        let value: Value = serde_json::from_str(text).map_err(|_| malformed("Invalid message: not JSON"))?;
+        let Value::Object(mut msg) = value else {
+            return Err(malformed("Invalid message: not an object"));
+        };
+        let Some(Value::String(ty)) = msg.remove("type") else {
+            return Err(malformed("Invalid message: missing type"));
+        };
+        match (self.protocol, ty.as_str()) {
+            (_, "connection_init") => {
+                if self.init_received {
+                    return Err(Close::With(4429, "Too many initialisation requests".to_owned()));
+                }
+                self.init_received = true;
+                let payload = msg.remove("payload");
+                match payload {
+                    None | Some(Value::Null) | Some(Value::Object(_)) => {}
+                    Some(_) => return Err(malformed("Invalid message: connection_init payload must be an object")),
+                }
+                let authorization = authorization_from_payload(payload.as_ref())
+                    .or_else(|| self.header_authorization.clone());
+                if let Some(value) = &authorization {
+                    let auth = auth_service::authenticate_header(&self.server.state.db, Some(value))
+                        .await
+                        .map_err(|e| {
+                            e.log();
+                            Close::With(1011, "service unavailable, retry".to_owned())
+                        })?;
+                    match auth {
+                        Auth::User(identity) => self.identity = Some(identity),
+                        Auth::Anonymous | Auth::Invalid => {
+                            if self.protocol == Protocol::Legacy {
+                                let _ = send_json(socket, json!({"type": "connection_error", "payload": {"message": "Forbidden: invalid, expired or revoked credentials"}}))
+                                    .await;
+                            }
+                            return Err(Close::With(4403, "Forbidden: invalid, expired or revoked credentials".to_owned()));
+                        }
+                    }
+                    self.authorization = authorization;
+                }
+                self.acked = true;
+                send_json(socket, json!({"type": "connection_ack"})).await?;
+                if self.protocol == Protocol::Legacy {
+                    send_json(socket, json!({"type": "ka"})).await?;
+                }
+                Ok(())
+            }
+            (Protocol::TransportWs, "ping") => {
+                let mut pong = json!({"type": "pong"});
+                if let Some(payload) = msg.remove("payload").filter(|p| !p.is_null()) {
+                    pong["payload"] = payload;
+                }
+                send_json(socket, pong).await
+            }
+            (Protocol::TransportWs, "pong") => Ok(()),
+            (Protocol::TransportWs, "subscribe") | (Protocol::Legacy, "start") => {
+                let id = match msg.remove("id") {
+                    Some(Value::String(id)) if !id.is_empty() && id.len() <= 128 => id,
+                    _ => return Err(malformed("Invalid message: missing or invalid id")),
+                };
+                let payload = msg.remove("payload").ok_or_else(|| malformed("Invalid message: missing payload"))?;
+                if !self.acked {
+                    return Err(Close::With(4401, "Unauthorized".to_owned()));
+                }
+                if self.ops.contains_key(&id) {
+                    if self.protocol == Protocol::TransportWs {
+                        return Err(Close::With(4409, format!("Subscriber for {id} already exists")));
+                    }
+                    self.ops.remove(&id);
+                }
+                let request = match payload_to_request(payload) {
+                    Ok(r) => r,
+                    Err(why) if self.protocol == Protocol::TransportWs => return Err(malformed(&format!("Invalid message: {why}"))),
+                    Err(why) => {
+                        return send_json(socket, json!({"type": "error", "id": id, "payload": [{"message": why, "extensions": {"code": "BAD_USER_INPUT"}}]}))
+                            .await;
+                    }
+                };
+                if self.ops.len() >= MAX_OPERATIONS_PER_CONNECTION {
+                    let err = json!([{"message": format!("at most {MAX_OPERATIONS_PER_CONNECTION} operations may run on one connection"), "extensions": {"code": "BAD_USER_INPUT"}}]);
+                    return send_json(socket, json!({"type": "error", "id": id, "payload": err})).await;
+                }
+                let ctx = self.operation_context().await?;
+                let request = prepare_request(request, &self.server.state, ctx);
+                let stream: OpStream = self
+                    .server
+                    .schema
+                    .execute_stream(request)
+                    .map(Some)
+                    .chain(stream::once(async { None }))
+                    .boxed();
+                self.started.remove(&id);
+                self.ops.insert(id, stream);
+                Ok(())
+            }
+            (Protocol::TransportWs, "complete") | (Protocol::Legacy, "stop") => {
+                if let Some(Value::String(id)) = msg.remove("id") {
+                    self.ops.remove(&id);
+                    self.started.remove(&id);
+                    if self.protocol == Protocol::Legacy {
+                        send_json(socket, json!({"type": "complete", "id": id})).await?;
+                    }
+                    Ok(())
+                } else {
+                    Err(malformed("Invalid message: missing id"))
+                }
+            }
+            (Protocol::Legacy, "connection_terminate") => Err(Close::With(1000, "terminated".to_owned())),
+            (_, other) => Err(malformed(&format!(
+                "Invalid message: unknown type `{}`",
+                other.chars().take(40).collect::<String>()
+            ))),
+        }
+    }
+
+    /// The context an operation runs with: credentials re-read now, so a
+    /// role change or revocation applies to the next operation at once.
+    async fn operation_context(&mut self) -> Result<RequestContext, Close> {
+        let auth = match &self.authorization {
+            None => Auth::Anonymous,
+            Some(value) => {
+                let auth = auth_service::authenticate_header(&self.server.state.db, Some(value))
+                    .await
+                    .map_err(|e| {
+                        e.log();
+                        Close::With(1011, "service unavailable, retry".to_owned())
+                    })?;
+                match auth {
+                    Auth::User(identity) => {
+                        self.identity = Some(identity.clone());
+                        Auth::User(identity)
+                    }
+                    Auth::Anonymous | Auth::Invalid => {
+                        return Err(Close::With(4403, "Forbidden: credentials are no longer valid".to_owned()));
+                    }
+                }
+            }
+        };
+        Ok(RequestContext {
+            auth,
+            client_addr: self.peer.map(|p| p.ip()),
+            user_agent: self.user_agent.clone(),
+        })
+    }
+
+    /// Re-reads the connection's credential after a change somewhere: the
+    /// connection closes with 4403 if it was revoked or its user changed
+    /// (deactivated, role changed, forced reset).
+    async fn recheck_credentials(&mut self) -> Result<(), Close> {
+        let (Some(value), Some(before)) = (&self.authorization, &self.identity) else {
+            return Ok(());
+        };
+        let auth = auth_service::authenticate_header(&self.server.state.db, Some(value))
+            .await
+            .map_err(|e| {
+                e.log();
+                Close::With(1011, "service unavailable, retry".to_owned())
+            })?;
+        match auth {
+            Auth::User(now) if &now == before => Ok(()),
+            Auth::User(_) => Err(Close::With(
+                4403,
+                "Forbidden: credentials changed, reconnect".to_owned(),
+            )),
+            Auth::Anonymous | Auth::Invalid => Err(Close::With(
+                4403,
+                "Forbidden: credentials are no longer valid".to_owned(),
+            )),
+        }
+    }
+
+    async fn deliver(
+        &mut self,
+        socket: &mut WebSocket,
+        id: String,
+        item: Option<async_graphql::Response>,
+    ) -> Result<(), Close> {
+        if let Some(identity) = &self.identity
+            && identity.is_expired(crate::util::now())
+        {
+            return Err(Close::With(4403, "Forbidden: credentials expired".to_owned()));
+        }
+        let Some(mut response) = item else {
+            self.started.remove(&id);
+            return send_json(socket, json!({"type": "complete", "id": id})).await;
+        };
+        normalize_errors(&mut response);
+        let first = self.started.insert(id.clone());
+        let failed_before_start =
+            first && response.data == async_graphql::Value::Null && !response.errors.is_empty();
+        if failed_before_start {
+            self.ops.remove(&id);
+            self.started.remove(&id);
+            let errors = serde_json::to_value(&response.errors).unwrap_or(Value::Array(vec![]));
+            return send_json(socket, json!({"type": "error", "id": id, "payload": errors})).await;
+        }
+        let ty = match self.protocol {
+            Protocol::TransportWs => "next",
+            Protocol::Legacy => "data",
+        };
+        let payload = serde_json::to_value(&response).unwrap_or(Value::Null);
+        send_json(socket, json!({"type": ty, "id": id, "payload": payload})).await
+    }
+}
+
+async fn send_json(socket: &mut WebSocket, value: Value) -> Result<(), Close> {
+    socket
+        .send(Message::Text(value.to_string().into()))
+        .await
+        .map_err(|_| Close::Gone)
+}
+
+/// The `Authorization` value from a `connection_init` payload: accepts
+/// `{"Authorization": "Bearer …"}` (any case), `{"token": "…"}` and
+/// `{"headers": {"Authorization": "…"}}`.
+pub fn authorization_from_payload(payload: Option<&Value>) -> Option<String> {
+    let Value::Object(map) = payload? else {
+        return None;
+    };
+    for (key, value) in map {
+        if key.eq_ignore_ascii_case("authorization")
+            && let Value::String(s) = value
+        {
+            return Some(s.clone());
+        }
+    }
+    if let Some(Value::String(token)) = map.get("token") {
+        return Some(format!("Bearer {token}"));
+    }
+    if let Some(headers @ Value::Object(_)) = map.get("headers") {
+        return authorization_from_payload(Some(headers));
+    }
+    None
+}
+
+fn payload_to_request(payload: Value) -> Result<async_graphql::Request, String> {
+    let Value::Object(mut map) = payload else {
+        return Err("payload must be an object".to_owned());
+    };
+    let query = match map.remove("query") {
+        Some(Value::String(q)) => q,
+        _ => return Err("payload.query must be a string".to_owned()),
+    };
+    let mut request = async_graphql::Request::new(query);
+    match map.remove("variables") {
+        None | Some(Value::Null) => {}
+        Some(v @ Value::Object(_)) => request = request.variables(async_graphql::Variables::from_json(v)),
+        Some(_) => return Err("payload.variables must be an object".to_owned()),
+    }
+    match map.remove("operationName") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(name)) => request = request.operation_name(name),
+        Some(_) => return Err("payload.operationName must be a string".to_owned()),
+    }
+    Ok(request)
+}
+
+/// Close reasons are limited to 123 bytes by the WebSocket protocol.
+fn truncate_reason(reason: &str) -> String {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_payloads_carry_the_token_in_several_shapes() {
+        assert_eq!(
+            authorization_from_payload(Some(&json!({"Authorization": "Bearer a"}))).as_deref(),
+            Some("Bearer a")
+        );
+        assert_eq!(
+            authorization_from_payload(Some(&json!({"authorization": "Bearer b"}))).as_deref(),
+            Some("Bearer b")
+        );
+        assert_eq!(
+            authorization_from_payload(Some(&json!({"token": "c"}))).as_deref(),
+            Some("Bearer c")
+        );
+        assert_eq!(
+            authorization_from_payload(Some(&json!({"headers": {"Authorization": "Bearer d"}}))).as_deref(),
+            Some("Bearer d")
+        );
+        assert_eq!(authorization_from_payload(Some(&json!({}))), None);
+        assert_eq!(authorization_from_payload(None), None);
+    }
+
+    #[test]
+    fn close_reasons_fit_the_protocol_limit() {
+        let long = "é".repeat(100);
+        let r = truncate_reason(&long);
+        assert!(r.len() <= 123);
+        assert!(long.starts_with(&r));
+    }
+
+    #[test]
+    fn subscribe_payloads_are_type_checked() {
+        assert!(payload_to_request(json!({"query": "subscription { x }"})).is_ok());
+        assert!(payload_to_request(json!({"query": 5})).is_err());
+        assert!(payload_to_request(json!({"query": "{x}", "variables": []})).is_err());
+        assert!(payload_to_request(json!("x")).is_err());
+    }
+}
