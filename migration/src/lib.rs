@@ -7,6 +7,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_auth;
+mod m20261128_000002_events_metrics;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -14,6 +15,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261128_000001_auth::Migration)]
+        vec![
+            Box::new(m20261128_000001_auth::Migration),
+            Box::new(m20261128_000002_events_metrics::Migration),
+        ]
     }
 }

@@ -1,0 +1,7 @@
+//! Black-box tests: the real server on a free port, a fresh database per
+//! test, real HTTP and WebSocket clients. One test binary for the whole API.
+
+mod common;
+
+mod auth;
+mod transport;
