@@ -45,7 +45,9 @@ fn main() {
     let mut files = Vec::new();
     walk(&dist, &mut files);
     files.sort();
-    let mut out = String::from("/// Built playground files: (URL path, content type, bytes).\npub static ASSETS: &[(&str, &str, &[u8])] = &[\n");
+    let mut out = String::from(
+        "/// Built playground files: (URL path, content type, bytes).\npub static ASSETS: &[(&str, &str, &[u8])] = &[\n",
+    );
     for file in &files {
         let rel = file.strip_prefix(&dist).expect("inside dist");
         let url = format!("/{}", rel.to_string_lossy().replace('\\', "/"));
@@ -59,6 +61,7 @@ fn main() {
         .expect("write to string");
     }
     out.push_str("];\n");
-    let dest = PathBuf::from(std::env::var("OUT_DIR").expect("out dir")).join("playground_assets.rs");
+    let dest =
+        PathBuf::from(std::env::var("OUT_DIR").expect("out dir")).join("playground_assets.rs");
     std::fs::write(dest, out).expect("write playground_assets.rs");
 }

@@ -31,19 +31,40 @@ pub struct Config {
     pub database_url: String,
 
     /// Address to listen on; `:0` or a port of 0 picks a free port (the chosen address is logged).
-    #[arg(long, env = "SIGHTLINE_ADDR", default_value = "127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "SIGHTLINE_ADDR",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
     pub addr: String,
 
     /// Password of the `admin` user created on an empty database (random and printed once when unset).
-    #[arg(long, env = "SIGHTLINE_ADMIN_PASSWORD", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "SIGHTLINE_ADMIN_PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
     pub admin_password: Option<String>,
 
     /// Log filter, in `tracing` env-filter syntax (e.g. `info`, `sightline=debug`).
-    #[arg(long = "log", env = "SIGHTLINE_LOG", default_value = "info", global = true)]
+    #[arg(
+        long = "log",
+        env = "SIGHTLINE_LOG",
+        default_value = "info",
+        global = true
+    )]
     pub log_filter: String,
 
     /// Log format.
-    #[arg(long, env = "SIGHTLINE_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    #[arg(
+        long,
+        env = "SIGHTLINE_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
     pub log_format: LogFormat,
 
     /// Lifetime of a login session (e.g. `24h`, `30m`, `7d`).
@@ -67,7 +88,12 @@ pub struct Config {
     pub ws_init_timeout: Duration,
 
     /// Largest database connection pool (0 picks a default for the backend).
-    #[arg(long, env = "SIGHTLINE_DB_MAX_CONNECTIONS", default_value_t = 0, global = true)]
+    #[arg(
+        long,
+        env = "SIGHTLINE_DB_MAX_CONNECTIONS",
+        default_value_t = 0,
+        global = true
+    )]
     pub db_max_connections: u32,
 
     /// How long a request waits for a free database connection before failing with `UNAVAILABLE`.
@@ -75,23 +101,48 @@ pub struct Config {
     pub db_acquire_timeout: Duration,
 
     /// Deepest allowed GraphQL selection nesting.
-    #[arg(long, env = "SIGHTLINE_GRAPHQL_MAX_DEPTH", default_value_t = 15, global = true)]
+    #[arg(
+        long,
+        env = "SIGHTLINE_GRAPHQL_MAX_DEPTH",
+        default_value_t = 15,
+        global = true
+    )]
     pub graphql_max_depth: usize,
 
     /// Largest allowed GraphQL query complexity (each field counts 1, lists count their page size).
-    #[arg(long, env = "SIGHTLINE_GRAPHQL_MAX_COMPLEXITY", default_value_t = 20_000, global = true)]
+    #[arg(
+        long,
+        env = "SIGHTLINE_GRAPHQL_MAX_COMPLEXITY",
+        default_value_t = 20_000,
+        global = true
+    )]
     pub graphql_max_complexity: usize,
 
     /// Most aliased fields allowed in one GraphQL document.
-    #[arg(long, env = "SIGHTLINE_GRAPHQL_MAX_ALIASES", default_value_t = 30, global = true)]
+    #[arg(
+        long,
+        env = "SIGHTLINE_GRAPHQL_MAX_ALIASES",
+        default_value_t = 30,
+        global = true
+    )]
     pub graphql_max_aliases: usize,
 
     /// Most root fields allowed in one GraphQL operation.
-    #[arg(long, env = "SIGHTLINE_GRAPHQL_MAX_ROOT_FIELDS", default_value_t = 20, global = true)]
+    #[arg(
+        long,
+        env = "SIGHTLINE_GRAPHQL_MAX_ROOT_FIELDS",
+        default_value_t = 20,
+        global = true
+    )]
     pub graphql_max_root_fields: usize,
 
     /// Most operations allowed in one batched GraphQL HTTP request.
-    #[arg(long, env = "SIGHTLINE_GRAPHQL_MAX_BATCH", default_value_t = 10, global = true)]
+    #[arg(
+        long,
+        env = "SIGHTLINE_GRAPHQL_MAX_BATCH",
+        default_value_t = 10,
+        global = true
+    )]
     pub graphql_max_batch: usize,
 
     /// Whether GraphQL introspection is allowed (turn off in production if you wish).
@@ -99,7 +150,12 @@ pub struct Config {
     pub graphql_introspection: bool,
 
     /// Failed logins (per account and per client address) before logins are refused for a while.
-    #[arg(long, env = "SIGHTLINE_LOGIN_MAX_FAILURES", default_value_t = 5, global = true)]
+    #[arg(
+        long,
+        env = "SIGHTLINE_LOGIN_MAX_FAILURES",
+        default_value_t = 5,
+        global = true
+    )]
     pub login_max_failures: u32,
 
     /// How long logins stay refused after too many failures.
@@ -107,11 +163,21 @@ pub struct Config {
     pub login_lockout: Duration,
 
     /// Events older than this many days are deleted by retention.
-    #[arg(long, env = "MONITORING_EVENT_RETENTION_DAYS", default_value_t = 30, global = true)]
+    #[arg(
+        long,
+        env = "MONITORING_EVENT_RETENTION_DAYS",
+        default_value_t = 30,
+        global = true
+    )]
     pub event_retention_days: u32,
 
     /// Metric samples older than this many days are deleted by retention.
-    #[arg(long, env = "MONITORING_METRIC_RETENTION_DAYS", default_value_t = 90, global = true)]
+    #[arg(
+        long,
+        env = "MONITORING_METRIC_RETENTION_DAYS",
+        default_value_t = 90,
+        global = true
+    )]
     pub metric_retention_days: u32,
 }
 
@@ -143,7 +209,8 @@ impl Config {
 
     /// Whether the database is PostgreSQL (otherwise SQLite).
     pub fn is_postgres(&self) -> bool {
-        self.database_url.starts_with("postgres://") || self.database_url.starts_with("postgresql://")
+        self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://")
     }
 }
 
@@ -160,7 +227,9 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(format!("invalid duration `{input}`: expected a number"));
         }
@@ -168,7 +237,9 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
             .parse()
             .map_err(|_| format!("invalid duration `{input}`: number too large"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let part = match &rest[..unit_len] {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
@@ -220,7 +291,10 @@ mod tests {
         assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86_400));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86_400)
+        );
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("42").unwrap(), Duration::from_secs(42));
     }

@@ -14,9 +14,7 @@ use sea_orm::{
     SqlxSqliteConnector,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::config::Config;
 
@@ -159,7 +157,10 @@ mod tests {
             redact_url("postgres://bob:s3cret@db:5432/x"),
             "postgres://bob:***@db:5432/x"
         );
-        assert_eq!(redact_url("sqlite://a.db?mode=rwc"), "sqlite://a.db?mode=rwc");
+        assert_eq!(
+            redact_url("sqlite://a.db?mode=rwc"),
+            "sqlite://a.db?mode=rwc"
+        );
         assert_eq!(redact_url("postgres://bob@db/x"), "postgres://bob@db/x");
     }
 }

@@ -86,6 +86,49 @@ pub struct AppError {
     pub cause: Option<Cause>,
 }
 
+/// One validation failure of one input field (batch mutations report lists
+/// of these per rejected item).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    /// The field, e.g. `source` or `tags.region`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A field error.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<FieldError> for AppError {
+    fn from(e: FieldError) -> Self {
+        AppError::bad_input(e.field, e.message)
+    }
+}
+
+impl AppError {
+    /// `BAD_USER_INPUT` from the first of several field errors, naming them all.
+    pub fn from_field_errors(errors: &[FieldError]) -> AppError {
+        match errors {
+            [] => AppError::new(ErrorCode::BadUserInput, "invalid input"),
+            [one] => AppError::bad_input(one.field.clone(), one.message.clone()),
+            [first, ..] => {
+                let all: Vec<String> = errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect();
+                AppError::bad_input(first.field.clone(), all.join("; "))
+            }
+        }
+    }
+}
+
 /// Shorthand for results whose error is an [`AppError`].
 pub type AppResult<T> = Result<T, AppError>;
 
@@ -334,7 +377,8 @@ mod tests {
             ErrorCode::Internal,
         ];
         let names: std::collections::HashSet<_> = codes.iter().map(|c| c.as_str()).collect();
-        let statuses: std::collections::HashSet<_> = codes.iter().map(|c| c.http_status()).collect();
+        let statuses: std::collections::HashSet<_> =
+            codes.iter().map(|c| c.http_status()).collect();
         assert_eq!(names.len(), codes.len());
         assert_eq!(statuses.len(), codes.len());
     }

@@ -7,16 +7,14 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery,
-};
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::futures_util::future::BoxFuture;
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, Selection, SelectionSet,
 };
 use async_graphql::{
-    Context, ID, MergedObject, Object, Response, Schema, SchemaBuilder, ServerError,
-    ServerResult, Variables,
+    Context, ID, MergedObject, Object, Response, Schema, SchemaBuilder, ServerError, ServerResult,
+    Variables,
 };
 use uuid::Uuid;
 
@@ -71,15 +69,19 @@ pub fn build_schema_bare() -> SchemaBuilder<Query, Mutation, Subscription> {
 }
 
 fn build_with_limits(limits: Limits) -> SchemaBuilder<Query, Mutation, Subscription> {
-    let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription::default())
-        .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity)
-        .limit_recursive_depth(64)
-        .limit_directives(16)
-        .extension(DocumentLimits {
-            max_aliases: limits.max_aliases,
-            max_root_fields: limits.max_root_fields,
-        });
+    let mut builder = Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .limit_depth(limits.max_depth)
+    .limit_complexity(limits.max_complexity)
+    .limit_recursive_depth(64)
+    .limit_directives(16)
+    .extension(DocumentLimits {
+        max_aliases: limits.max_aliases,
+        max_root_fields: limits.max_root_fields,
+    });
     if !limits.introspection {
         builder = builder.disable_introspection();
     }
@@ -206,7 +208,9 @@ fn count_root_fields(set: &SelectionSet, doc: &ExecutableDocument, depth: usize)
         .iter()
         .map(|item| match &item.node {
             Selection::Field(_) => 1,
-            Selection::InlineFragment(f) => count_root_fields(&f.node.selection_set.node, doc, depth + 1),
+            Selection::InlineFragment(f) => {
+                count_root_fields(&f.node.selection_set.node, doc, depth + 1)
+            }
             Selection::FragmentSpread(s) => doc
                 .fragments
                 .get(&s.node.fragment_name.node)
@@ -236,7 +240,9 @@ impl Extension for DocumentLimitsExt {
         let doc = next.run(ctx, query, variables).await?;
         let operations: Vec<&SelectionSet> = match &doc.operations {
             DocumentOperations::Single(op) => vec![&op.node.selection_set.node],
-            DocumentOperations::Multiple(ops) => ops.values().map(|op| &op.node.selection_set.node).collect(),
+            DocumentOperations::Multiple(ops) => {
+                ops.values().map(|op| &op.node.selection_set.node).collect()
+            }
         };
         let aliases: usize = operations.iter().map(|s| count_aliases(s)).sum::<usize>()
             + doc

@@ -8,15 +8,15 @@
 //! and with `application/graphql-response+json` reports request errors
 //! (unparseable, invalid) with 400.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
+use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
-use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
+use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use serde_json::{Map, Value, json};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -45,7 +45,10 @@ pub fn router(server: Server) -> Router {
         .route("/readyz", get(readyz))
         .merge(crate::rest::router())
         .merge(crate::playground::router())
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout));
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ));
     api.layer(CatchPanicLayer::custom(panic_response))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -90,7 +93,10 @@ pub struct Json(pub Value);
 impl IntoResponse for Json {
     fn into_response(self) -> Response {
         (
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             self.0.to_string(),
         )
             .into_response()
@@ -184,10 +190,18 @@ pub fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
     best.map(|(_, m)| m)
 }
 
-fn graphql_error_response(status: StatusCode, media: MediaType, code: ErrorCode, message: &str) -> Response {
-    let body = json!({ "errors": [{ "message": message, "extensions": { "code": code.as_str() } }] });
+fn graphql_error_response(
+    status: StatusCode,
+    media: MediaType,
+    code: ErrorCode,
+    message: &str,
+) -> Response {
+    let body =
+        json!({ "errors": [{ "message": message, "extensions": { "code": code.as_str() } }] });
     let mut response = (status, body.to_string()).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, media.header());
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, media.header());
     if matches!(code, ErrorCode::Unavailable | ErrorCode::RateLimited) {
         response
             .headers_mut()
@@ -197,7 +211,12 @@ fn graphql_error_response(status: StatusCode, media: MediaType, code: ErrorCode,
 }
 
 fn request_error(media: MediaType, message: &str) -> Response {
-    graphql_error_response(StatusCode::BAD_REQUEST, media, ErrorCode::BadUserInput, message)
+    graphql_error_response(
+        StatusCode::BAD_REQUEST,
+        media,
+        ErrorCode::BadUserInput,
+        message,
+    )
 }
 
 /// Turns one JSON object into a GraphQL request, checking each parameter's type.
@@ -235,7 +254,12 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| {
-            let media = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let media = v
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             media == "application/json" || media == "application/graphql-response+json"
         })
         .unwrap_or(false)
@@ -293,7 +317,10 @@ async fn graphql_post(State(server): State<Server>, request: Request) -> Respons
             if items.len() > max {
                 return request_error(
                     media,
-                    &format!("a batch may contain at most {max} requests, got {}", items.len()),
+                    &format!(
+                        "a batch may contain at most {max} requests, got {}",
+                        items.len()
+                    ),
                 );
             }
             let mut requests = Vec::with_capacity(items.len());
@@ -311,7 +338,9 @@ async fn graphql_post(State(server): State<Server>, request: Request) -> Respons
             }
             let body = serde_json::to_string(&out).unwrap_or_else(|_| "[]".to_owned());
             let mut response = (StatusCode::OK, body).into_response();
-            response.headers_mut().insert(header::CONTENT_TYPE, media.header());
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, media.header());
             response
         }
         other => match parse_params(other) {
@@ -324,7 +353,8 @@ async fn graphql_post(State(server): State<Server>, request: Request) -> Respons
 async fn graphql_get(State(server): State<Server>, request: Request) -> Response {
     let (mut parts, _body) = request.into_parts();
     if is_websocket_upgrade(&parts.headers) {
-        return match axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        return match axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &()).await
+        {
             Ok(upgrade) => crate::ws::upgrade(server, upgrade, &parts).await,
             Err(rejection) => rejection.into_response(),
         };
@@ -350,7 +380,12 @@ async fn graphql_get(State(server): State<Server>, request: Request) -> Response
             "query" | "operationName" => Value::String(value),
             "variables" | "extensions" => match serde_json::from_str::<Value>(&value) {
                 Ok(v) => v,
-                Err(_) => return request_error(media, &format!("the `{key}` parameter is not valid JSON")),
+                Err(_) => {
+                    return request_error(
+                        media,
+                        &format!("the `{key}` parameter is not valid JSON"),
+                    );
+                }
             },
             _ => continue,
         };
@@ -428,15 +463,20 @@ fn is_mutation(request: &async_graphql::Request) -> bool {
     };
     let ty = match (&doc.operations, request.operation_name.as_deref()) {
         (DocumentOperations::Single(op), _) => Some(op.node.ty),
-        (DocumentOperations::Multiple(ops), Some(name)) => {
-            ops.iter().find(|(n, _)| n.as_str() == name).map(|(_, op)| op.node.ty)
-        }
+        (DocumentOperations::Multiple(ops), Some(name)) => ops
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, op)| op.node.ty),
         (DocumentOperations::Multiple(_), None) => None,
     };
     ty == Some(OperationType::Mutation)
 }
 
-async fn execute_one(server: &Server, request: async_graphql::Request, media: MediaType) -> Response {
+async fn execute_one(
+    server: &Server,
+    request: async_graphql::Request,
+    media: MediaType,
+) -> Response {
     let mut response = server.schema.execute(request).await;
     normalize_errors(&mut response);
     let request_error = response.data == async_graphql::Value::Null
@@ -468,17 +508,6 @@ async fn execute_one(server: &Server, request: async_graphql::Request, media: Me
     http
 }
 
-/// The client address of a request's peer, when known.
-pub fn client_ip(parts: &axum::http::request::Parts) -> Option<IpAddr> {
-    peer_addr(parts).map(|a| a.ip())
-}
-
-/// Methods a GraphQL endpoint answers (for tests and docs).
-pub const GRAPHQL_METHODS: [Method; 2] = [Method::GET, Method::POST];
-
-/// Header name constants used by the WebSocket handshake.
-pub const SEC_WEBSOCKET_PROTOCOL: HeaderName = header::SEC_WEBSOCKET_PROTOCOL;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,10 +526,15 @@ mod tests {
     #[test]
     fn the_graphql_response_type_is_chosen_when_preferred() {
         assert_eq!(
-            negotiate(&accept("application/graphql-response+json, application/json;q=0.9")),
+            negotiate(&accept(
+                "application/graphql-response+json, application/json;q=0.9"
+            )),
             Some(MediaType::GraphqlResponse)
         );
-        assert_eq!(negotiate(&accept("application/json")), Some(MediaType::Json));
+        assert_eq!(
+            negotiate(&accept("application/json")),
+            Some(MediaType::Json)
+        );
         assert_eq!(negotiate(&accept("*/*")), Some(MediaType::Json));
     }
 

@@ -91,12 +91,13 @@ impl Application {
                 .await
                 .map_err(StartupError::Admin)?;
         let addr_text = config.listen_addr();
-        let listener = TcpListener::bind(&addr_text)
-            .await
-            .map_err(|source| StartupError::Bind {
-                addr: addr_text.clone(),
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(&addr_text)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: addr_text.clone(),
+                    source,
+                })?;
         let addr = listener.local_addr().map_err(|source| StartupError::Bind {
             addr: addr_text,
             source,
@@ -105,7 +106,10 @@ impl Application {
         let state = AppState {
             backend: Backend::of(&db),
             db,
-            login_limiter: Arc::new(LoginLimiter::new(config.login_max_failures, config.login_lockout)),
+            login_limiter: Arc::new(LoginLimiter::new(
+                config.login_max_failures,
+                config.login_lockout,
+            )),
             config: Arc::new(config),
             hub: Hub::new(),
             ws_tracker: Arc::new(ws::ConnectionTracker::default()),
@@ -148,7 +152,10 @@ impl Application {
     /// Serves until `signal` completes or a [`ShutdownHandle`] fires, then
     /// stops accepting, lets in-flight requests finish (bounded by the
     /// shutdown timeout) and closes WebSockets with a close frame.
-    pub async fn run_until_stopped(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let Application {
             listener,
             addr,
@@ -157,7 +164,11 @@ impl Application {
             initial_admin_password,
         } = self;
         let url = {
-            let host = if addr.ip().is_unspecified() { "localhost".to_owned() } else { addr.ip().to_string() };
+            let host = if addr.ip().is_unspecified() {
+                "localhost".to_owned()
+            } else {
+                addr.ip().to_string()
+            };
             format!("http://{}:{}/", host, addr.port())
         };
         tracing::info!(%addr, backend = ?state.backend, "sightline listening");
@@ -170,7 +181,10 @@ impl Application {
         let grace = state.config.shutdown_timeout;
         let tracker = state.ws_tracker.clone();
         let schema = graphql::build_schema(state.clone());
-        let app = http::router(http::Server { state: state.clone(), schema });
+        let app = http::router(http::Server {
+            state: state.clone(),
+            schema,
+        });
 
         let tx = shutdown_tx.clone();
         tokio::spawn(async move {
@@ -178,11 +192,14 @@ impl Application {
             let _ = tx.send(true);
         });
         let mut stop = state.shutdown.clone();
-        let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-                tracing::info!("shutting down: no longer accepting connections");
-            });
+        let serve = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+            tracing::info!("shutting down: no longer accepting connections");
+        });
         let mut stop = state.shutdown.clone();
         let serving = tokio::spawn(async move { serve.await });
         let _ = stop.wait_for(|s| *s).await;

@@ -63,7 +63,10 @@ fn main() -> ExitCode {
         };
     }
     sightline::init_tracing(&cli.config.log_filter, cli.config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -83,14 +86,20 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), String> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            let app = Application::build(cli.config).await.map_err(|e| e.to_string())?;
+            let app = Application::build(cli.config)
+                .await
+                .map_err(|e| e.to_string())?;
             app.run_until_stopped(sightline::shutdown_signal())
                 .await
                 .map_err(|e| e.to_string())
         }
         Command::Migrate => {
-            let db = sightline::db::connect(&cli.config).await.map_err(|e| e.to_string())?;
-            sightline::db::migrate(&db).await.map_err(|e| e.to_string())?;
+            let db = sightline::db::connect(&cli.config)
+                .await
+                .map_err(|e| e.to_string())?;
+            sightline::db::migrate(&db)
+                .await
+                .map_err(|e| e.to_string())?;
             tracing::info!("migrations applied");
             Ok(())
         }
@@ -102,8 +111,12 @@ async fn run(cli: Cli) -> Result<(), String> {
         } => {
             let role: Role = role.parse().map_err(|e: sightline::AppError| e.message)?;
             let password = read_password(password_stdin)?;
-            let db = sightline::db::connect(&cli.config).await.map_err(|e| e.to_string())?;
-            sightline::db::migrate(&db).await.map_err(|e| e.to_string())?;
+            let db = sightline::db::connect(&cli.config)
+                .await
+                .map_err(|e| e.to_string())?;
+            sightline::db::migrate(&db)
+                .await
+                .map_err(|e| e.to_string())?;
             let email = email.unwrap_or_else(|| format!("{username}@localhost.localdomain"));
             let user = sightline::auth::service::create_user(
                 &db,

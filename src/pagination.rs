@@ -32,7 +32,11 @@ impl Cursor {
 
     /// The opaque string form.
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("v1:{}:{}", self.at.timestamp_micros(), self.id.simple()))
+        URL_SAFE_NO_PAD.encode(format!(
+            "v1:{}:{}",
+            self.at.timestamp_micros(),
+            self.id.simple()
+        ))
     }
 
     /// Parses the opaque string form.
@@ -41,7 +45,9 @@ impl Cursor {
         if s.len() > 200 {
             return Err(invalid());
         }
-        let raw = URL_SAFE_NO_PAD.decode(s.as_bytes()).map_err(|_| invalid())?;
+        let raw = URL_SAFE_NO_PAD
+            .decode(s.as_bytes())
+            .map_err(|_| invalid())?;
         let text = std::str::from_utf8(&raw).map_err(|_| invalid())?;
         let mut parts = text.split(':');
         let (Some("v1"), Some(micros), Some(id), None) =
@@ -100,21 +106,33 @@ impl Page {
     pub fn from_args(args: PageArgs, default: u64, max: u64) -> AppResult<Page> {
         let check = |name: &str, v: i32| -> AppResult<u64> {
             if v < 0 {
-                return Err(AppError::bad_input(name, format!("{name} must not be negative")));
+                return Err(AppError::bad_input(
+                    name,
+                    format!("{name} must not be negative"),
+                ));
             }
             let v = v as u64;
             if v > max {
-                return Err(AppError::bad_input(name, format!("{name} must be at most {max}")));
+                return Err(AppError::bad_input(
+                    name,
+                    format!("{name} must be at most {max}"),
+                ));
             }
             Ok(v)
         };
         let (limit, backward) = match (args.first, args.last) {
             (Some(_), Some(_)) => {
-                return Err(AppError::bad_input("last", "pass either first or last, not both"));
+                return Err(AppError::bad_input(
+                    "last",
+                    "pass either first or last, not both",
+                ));
             }
             (Some(f), None) => (check("first", f)?, false),
             (None, Some(l)) => (check("last", l)?, true),
-            (None, None) => (std::cmp::min(default, max), args.before.is_some() && args.after.is_none()),
+            (None, None) => (
+                std::cmp::min(default, max),
+                args.before.is_some() && args.after.is_none(),
+            ),
         };
         let after = args
             .after
@@ -155,13 +173,17 @@ pub fn after_condition(
     greater: bool,
 ) -> Condition {
     if greater {
-        Condition::any()
-            .add(Expr::col(at).gt(c.at))
-            .add(Condition::all().add(Expr::col(at).eq(c.at)).add(Expr::col(id).gt(c.id)))
+        Condition::any().add(Expr::col(at).gt(c.at)).add(
+            Condition::all()
+                .add(Expr::col(at).eq(c.at))
+                .add(Expr::col(id).gt(c.id)),
+        )
     } else {
-        Condition::any()
-            .add(Expr::col(at).lt(c.at))
-            .add(Condition::all().add(Expr::col(at).eq(c.at)).add(Expr::col(id).lt(c.id)))
+        Condition::any().add(Expr::col(at).lt(c.at)).add(
+            Condition::all()
+                .add(Expr::col(at).eq(c.at))
+                .add(Expr::col(id).lt(c.id)),
+        )
     }
 }
 
@@ -247,7 +269,13 @@ mod tests {
 
     #[test]
     fn forged_cursors_are_bad_user_input() {
-        for bad in ["", "xyz", "djE6MTIz", &URL_SAFE_NO_PAD.encode("v1:abc:def"), &"A".repeat(500)] {
+        for bad in [
+            "",
+            "xyz",
+            "djE6MTIz",
+            &URL_SAFE_NO_PAD.encode("v1:abc:def"),
+            &"A".repeat(500),
+        ] {
             let err = Cursor::decode(bad).unwrap_err();
             assert_eq!(err.code, crate::error::ErrorCode::BadUserInput, "{bad}");
         }
@@ -255,17 +283,33 @@ mod tests {
 
     #[test]
     fn negative_or_oversized_page_sizes_are_rejected() {
-        let args = |first, last| PageArgs { first, last, ..Default::default() };
+        let args = |first, last| PageArgs {
+            first,
+            last,
+            ..Default::default()
+        };
         assert!(Page::from_args(args(Some(-1), None), 100, 1000).is_err());
         assert!(Page::from_args(args(Some(1001), None), 100, 1000).is_err());
         assert!(Page::from_args(args(Some(1), Some(1)), 100, 1000).is_err());
-        assert_eq!(Page::from_args(args(None, None), 100, 1000).unwrap().limit, 100);
-        assert!(Page::from_args(args(None, Some(5)), 100, 1000).unwrap().backward);
+        assert_eq!(
+            Page::from_args(args(None, None), 100, 1000).unwrap().limit,
+            100
+        );
+        assert!(
+            Page::from_args(args(None, Some(5)), 100, 1000)
+                .unwrap()
+                .backward
+        );
     }
 
     #[test]
     fn a_backward_page_is_returned_in_ascending_order() {
-        let page = Page { after: None, before: None, limit: 2, backward: true };
+        let page = Page {
+            after: None,
+            before: None,
+            limit: 2,
+            backward: true,
+        };
         let t = crate::util::now();
         let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
         // Fetched descending, one extra.

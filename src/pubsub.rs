@@ -62,11 +62,16 @@ impl<T: Clone + Send + 'static> Topic<T> {
 }
 
 /// The topics of every domain; a domain that publishes adds its field here.
-pub struct Topics {}
+pub struct Topics {
+    /// Committed events, in commit order.
+    pub events: Topic<Arc<crate::events::entity::Model>>,
+}
 
 impl Topics {
-    fn new(_capacity: usize) -> Self {
-        Topics {}
+    fn new(capacity: usize) -> Self {
+        Topics {
+            events: Topic::new(capacity),
+        }
     }
 }
 

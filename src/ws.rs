@@ -256,7 +256,8 @@ impl Connection {
 
     async fn on_text(&mut self, socket: &mut WebSocket, text: &str) -> Result<(), Close> {
         let malformed = |why: &str| Close::With(4400, why.to_owned());
-        let value: Value = serde_json::from_str(text).map_err(|_| malformed("Invalid message: not JSON"))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|_| malformed("Invalid message: not JSON"))?;
         let Value::Object(mut msg) = value else {
             return Err(malformed("Invalid message: not an object"));
         };
@@ -266,23 +267,31 @@ impl Connection {
         match (self.protocol, ty.as_str()) {
             (_, "connection_init") => {
                 if self.init_received {
-                    return Err(Close::With(4429, "Too many initialisation requests".to_owned()));
+                    return Err(Close::With(
+                        4429,
+                        "Too many initialisation requests".to_owned(),
+                    ));
                 }
                 self.init_received = true;
                 let payload = msg.remove("payload");
                 match payload {
                     None | Some(Value::Null) | Some(Value::Object(_)) => {}
-                    Some(_) => return Err(malformed("Invalid message: connection_init payload must be an object")),
+                    Some(_) => {
+                        return Err(malformed(
+                            "Invalid message: connection_init payload must be an object",
+                        ));
+                    }
                 }
                 let authorization = authorization_from_payload(payload.as_ref())
                     .or_else(|| self.header_authorization.clone());
                 if let Some(value) = &authorization {
-                    let auth = auth_service::authenticate_header(&self.server.state.db, Some(value))
-                        .await
-                        .map_err(|e| {
-                            e.log();
-                            Close::With(1011, "service unavailable, retry".to_owned())
-                        })?;
+                    let auth =
+                        auth_service::authenticate_header(&self.server.state.db, Some(value))
+                            .await
+                            .map_err(|e| {
+                                e.log();
+                                Close::With(1011, "service unavailable, retry".to_owned())
+                            })?;
                     match auth {
                         Auth::User(identity) => self.identity = Some(identity),
                         Auth::Anonymous | Auth::Invalid => {
@@ -290,7 +299,10 @@ impl Connection {
                                 let _ = send_json(socket, json!({"type": "connection_error", "payload": {"message": "Forbidden: invalid, expired or revoked credentials"}}))
                                     .await;
                             }
-                            return Err(Close::With(4403, "Forbidden: invalid, expired or revoked credentials".to_owned()));
+                            return Err(Close::With(
+                                4403,
+                                "Forbidden: invalid, expired or revoked credentials".to_owned(),
+                            ));
                         }
                     }
                     self.authorization = authorization;
@@ -315,19 +327,26 @@ impl Connection {
                     Some(Value::String(id)) if !id.is_empty() && id.len() <= 128 => id,
                     _ => return Err(malformed("Invalid message: missing or invalid id")),
                 };
-                let payload = msg.remove("payload").ok_or_else(|| malformed("Invalid message: missing payload"))?;
+                let payload = msg
+                    .remove("payload")
+                    .ok_or_else(|| malformed("Invalid message: missing payload"))?;
                 if !self.acked {
                     return Err(Close::With(4401, "Unauthorized".to_owned()));
                 }
                 if self.ops.contains_key(&id) {
                     if self.protocol == Protocol::TransportWs {
-                        return Err(Close::With(4409, format!("Subscriber for {id} already exists")));
+                        return Err(Close::With(
+                            4409,
+                            format!("Subscriber for {id} already exists"),
+                        ));
                     }
                     self.ops.remove(&id);
                 }
                 let request = match payload_to_request(payload) {
                     Ok(r) => r,
-                    Err(why) if self.protocol == Protocol::TransportWs => return Err(malformed(&format!("Invalid message: {why}"))),
+                    Err(why) if self.protocol == Protocol::TransportWs => {
+                        return Err(malformed(&format!("Invalid message: {why}")));
+                    }
                     Err(why) => {
                         return send_json(socket, json!({"type": "error", "id": id, "payload": [{"message": why, "extensions": {"code": "BAD_USER_INPUT"}}]}))
                             .await;
@@ -335,7 +354,8 @@ impl Connection {
                 };
                 if self.ops.len() >= MAX_OPERATIONS_PER_CONNECTION {
                     let err = json!([{"message": format!("at most {MAX_OPERATIONS_PER_CONNECTION} operations may run on one connection"), "extensions": {"code": "BAD_USER_INPUT"}}]);
-                    return send_json(socket, json!({"type": "error", "id": id, "payload": err})).await;
+                    return send_json(socket, json!({"type": "error", "id": id, "payload": err}))
+                        .await;
                 }
                 let ctx = self.operation_context().await?;
                 let request = prepare_request(request, &self.server.state, ctx);
@@ -362,7 +382,9 @@ impl Connection {
                     Err(malformed("Invalid message: missing id"))
                 }
             }
-            (Protocol::Legacy, "connection_terminate") => Err(Close::With(1000, "terminated".to_owned())),
+            (Protocol::Legacy, "connection_terminate") => {
+                Err(Close::With(1000, "terminated".to_owned()))
+            }
             (_, other) => Err(malformed(&format!(
                 "Invalid message: unknown type `{}`",
                 other.chars().take(40).collect::<String>()
@@ -388,7 +410,10 @@ impl Connection {
                         Auth::User(identity)
                     }
                     Auth::Anonymous | Auth::Invalid => {
-                        return Err(Close::With(4403, "Forbidden: credentials are no longer valid".to_owned()));
+                        return Err(Close::With(
+                            4403,
+                            "Forbidden: credentials are no longer valid".to_owned(),
+                        ));
                     }
                 }
             }
@@ -435,7 +460,10 @@ impl Connection {
         if let Some(identity) = &self.identity
             && identity.is_expired(crate::util::now())
         {
-            return Err(Close::With(4403, "Forbidden: credentials expired".to_owned()));
+            return Err(Close::With(
+                4403,
+                "Forbidden: credentials expired".to_owned(),
+            ));
         }
         let Some(mut response) = item else {
             self.started.remove(&id);
@@ -449,7 +477,11 @@ impl Connection {
             self.ops.remove(&id);
             self.started.remove(&id);
             let errors = serde_json::to_value(&response.errors).unwrap_or(Value::Array(vec![]));
-            return send_json(socket, json!({"type": "error", "id": id, "payload": errors})).await;
+            return send_json(
+                socket,
+                json!({"type": "error", "id": id, "payload": errors}),
+            )
+            .await;
         }
         let ty = match self.protocol {
             Protocol::TransportWs => "next",
@@ -501,7 +533,9 @@ fn payload_to_request(payload: Value) -> Result<async_graphql::Request, String> 
     let mut request = async_graphql::Request::new(query);
     match map.remove("variables") {
         None | Some(Value::Null) => {}
-        Some(v @ Value::Object(_)) => request = request.variables(async_graphql::Variables::from_json(v)),
+        Some(v @ Value::Object(_)) => {
+            request = request.variables(async_graphql::Variables::from_json(v))
+        }
         Some(_) => return Err("payload.variables must be an object".to_owned()),
     }
     match map.remove("operationName") {
@@ -540,7 +574,8 @@ mod tests {
             Some("Bearer c")
         );
         assert_eq!(
-            authorization_from_payload(Some(&json!({"headers": {"Authorization": "Bearer d"}}))).as_deref(),
+            authorization_from_payload(Some(&json!({"headers": {"Authorization": "Bearer d"}})))
+                .as_deref(),
             Some("Bearer d")
         );
         assert_eq!(authorization_from_payload(Some(&json!({}))), None);

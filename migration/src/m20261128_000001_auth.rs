@@ -67,16 +67,33 @@ impl MigrationTrait for Migration {
                             .not_null()
                             .check(Expr::col(Users::Role).is_in(ROLES)),
                     )
-                    .col(ColumnDef::new(Users::IsActive).boolean().not_null().default(true))
+                    .col(
+                        ColumnDef::new(Users::IsActive)
+                            .boolean()
+                            .not_null()
+                            .default(true),
+                    )
                     .col(
                         ColumnDef::new(Users::MustChangePassword)
                             .boolean()
                             .not_null()
                             .default(false),
                     )
-                    .col(ColumnDef::new(Users::CreatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Users::UpdatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Users::LastLoginAt).timestamp_with_time_zone().null())
+                    .col(
+                        ColumnDef::new(Users::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Users::UpdatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Users::LastLoginAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -107,10 +124,26 @@ impl MigrationTrait for Migration {
                     .table(Sessions::Table)
                     .col(ColumnDef::new(Sessions::Id).uuid().not_null().primary_key())
                     .col(ColumnDef::new(Sessions::UserId).uuid().not_null())
-                    .col(ColumnDef::new(Sessions::TokenHash).string_len(64).not_null())
-                    .col(ColumnDef::new(Sessions::CreatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Sessions::ExpiresAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Sessions::LastUsedAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Sessions::TokenHash)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Sessions::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Sessions::ExpiresAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Sessions::LastUsedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(Sessions::ClientAddr).string_len(64).null())
                     .col(ColumnDef::new(Sessions::UserAgent).string_len(256).null())
                     .foreign_key(
@@ -151,17 +184,37 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(ApiKeys::UserId).uuid().not_null())
                     .col(ColumnDef::new(ApiKeys::Name).string_len(100).not_null())
                     .col(ColumnDef::new(ApiKeys::Prefix).string_len(32).not_null())
-                    .col(ColumnDef::new(ApiKeys::SecretHash).string_len(64).not_null())
+                    .col(
+                        ColumnDef::new(ApiKeys::SecretHash)
+                            .string_len(64)
+                            .not_null(),
+                    )
                     .col(
                         ColumnDef::new(ApiKeys::Role)
                             .string_len(16)
                             .not_null()
                             .check(Expr::col(ApiKeys::Role).is_in(ROLES)),
                     )
-                    .col(ColumnDef::new(ApiKeys::CreatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(ApiKeys::ExpiresAt).timestamp_with_time_zone().null())
-                    .col(ColumnDef::new(ApiKeys::RevokedAt).timestamp_with_time_zone().null())
-                    .col(ColumnDef::new(ApiKeys::LastUsedAt).timestamp_with_time_zone().null())
+                    .col(
+                        ColumnDef::new(ApiKeys::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ApiKeys::ExpiresAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(ApiKeys::RevokedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(ApiKeys::LastUsedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_api_keys_user")
@@ -195,8 +248,14 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(ApiKeys::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(Sessions::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(Users::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(ApiKeys::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Sessions::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Users::Table).to_owned())
+            .await
     }
 }

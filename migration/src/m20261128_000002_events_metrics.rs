@@ -73,7 +73,12 @@ const EVENT_TYPES: [&str; 4] = ["log", "metric", "trace", "alert"];
 const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "fatal"];
 const METRIC_TYPES: [&str; 4] = ["counter", "gauge", "histogram", "summary"];
 
-async fn index(manager: &SchemaManager<'_>, name: &str, table: impl IntoIden, cols: Vec<DynIden>) -> Result<(), DbErr> {
+async fn index(
+    manager: &SchemaManager<'_>,
+    name: &str,
+    table: impl IntoIden,
+    cols: Vec<DynIden>,
+) -> Result<(), DbErr> {
     let mut idx = Index::create();
     idx.name(name).table(table);
     for c in cols {
@@ -106,8 +111,16 @@ impl MigrationTrait for Migration {
                     )
                     .col(ColumnDef::new(Events::Tags).json_binary().not_null())
                     .col(ColumnDef::new(Events::Payload).json_binary().not_null())
-                    .col(ColumnDef::new(Events::Timestamp).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Events::ReceivedAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Events::Timestamp)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Events::ReceivedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(Events::CreatedBy).uuid().null())
                     .col(ColumnDef::new(Events::ApiKeyId).uuid().null())
                     .col(ColumnDef::new(Events::Fingerprint).string_len(64).null())
@@ -129,21 +142,51 @@ impl MigrationTrait for Migration {
             )
             .await?;
         // Time-ordered listing, commit-ordered resume, and the common filters.
-        index(manager, "ix_events_timestamp", Events::Table, vec![Events::Timestamp.into_iden(), Events::Id.into_iden()]).await?;
-        index(manager, "ix_events_received", Events::Table, vec![Events::ReceivedAt.into_iden(), Events::Id.into_iden()]).await?;
+        index(
+            manager,
+            "ix_events_timestamp",
+            Events::Table,
+            vec![Events::Timestamp.into_iden(), Events::Id.into_iden()],
+        )
+        .await?;
+        index(
+            manager,
+            "ix_events_received",
+            Events::Table,
+            vec![Events::ReceivedAt.into_iden(), Events::Id.into_iden()],
+        )
+        .await?;
         index(
             manager,
             "ix_events_source_ts",
             Events::Table,
-            vec![Events::Source.into_iden(), Events::Timestamp.into_iden(), Events::Id.into_iden()],
+            vec![
+                Events::Source.into_iden(),
+                Events::Timestamp.into_iden(),
+                Events::Id.into_iden(),
+            ],
         )
         .await?;
-        index(manager, "ix_events_level_ts", Events::Table, vec![Events::Level.into_iden(), Events::Timestamp.into_iden()]).await?;
-        index(manager, "ix_events_type_ts", Events::Table, vec![Events::EventType.into_iden(), Events::Timestamp.into_iden()]).await?;
+        index(
+            manager,
+            "ix_events_level_ts",
+            Events::Table,
+            vec![Events::Level.into_iden(), Events::Timestamp.into_iden()],
+        )
+        .await?;
+        index(
+            manager,
+            "ix_events_type_ts",
+            Events::Table,
+            vec![Events::EventType.into_iden(), Events::Timestamp.into_iden()],
+        )
+        .await?;
         if manager.get_database_backend() == DatabaseBackend::Postgres {
             manager
                 .get_connection()
-                .execute_unprepared("CREATE INDEX ix_events_tags ON events USING GIN (tags jsonb_path_ops)")
+                .execute_unprepared(
+                    "CREATE INDEX ix_events_tags ON events USING GIN (tags jsonb_path_ops)",
+                )
                 .await?;
         }
 
@@ -158,16 +201,33 @@ impl MigrationTrait for Migration {
                             .auto_increment()
                             .primary_key(),
                     )
-                    .col(ColumnDef::new(MetricFamilies::Name).string_len(200).not_null())
+                    .col(
+                        ColumnDef::new(MetricFamilies::Name)
+                            .string_len(200)
+                            .not_null(),
+                    )
                     .col(
                         ColumnDef::new(MetricFamilies::MetricType)
                             .string_len(16)
                             .not_null()
                             .check(Expr::col(MetricFamilies::MetricType).is_in(METRIC_TYPES)),
                     )
-                    .col(ColumnDef::new(MetricFamilies::SeriesCount).big_integer().not_null().default(0))
-                    .col(ColumnDef::new(MetricFamilies::CreatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(MetricFamilies::UpdatedAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(MetricFamilies::SeriesCount)
+                            .big_integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .col(
+                        ColumnDef::new(MetricFamilies::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(MetricFamilies::UpdatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -193,14 +253,44 @@ impl MigrationTrait for Migration {
                             .auto_increment()
                             .primary_key(),
                     )
-                    .col(ColumnDef::new(MetricSeries::FamilyId).big_integer().not_null())
-                    .col(ColumnDef::new(MetricSeries::Labels).json_binary().not_null())
-                    .col(ColumnDef::new(MetricSeries::Fingerprint).string_len(64).not_null())
-                    .col(ColumnDef::new(MetricSeries::CreatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(MetricSeries::LastSampleAt).timestamp_with_time_zone().null())
+                    .col(
+                        ColumnDef::new(MetricSeries::FamilyId)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(MetricSeries::Labels)
+                            .json_binary()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(MetricSeries::Fingerprint)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(MetricSeries::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(MetricSeries::LastSampleAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .col(ColumnDef::new(MetricSeries::LastValue).double().null())
-                    .col(ColumnDef::new(MetricSeries::Total).double().not_null().default(0.0))
-                    .col(ColumnDef::new(MetricSeries::SampleCount).big_integer().not_null().default(0))
+                    .col(
+                        ColumnDef::new(MetricSeries::Total)
+                            .double()
+                            .not_null()
+                            .default(0.0),
+                    )
+                    .col(
+                        ColumnDef::new(MetricSeries::SampleCount)
+                            .big_integer()
+                            .not_null()
+                            .default(0),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_metric_series_family")
@@ -234,8 +324,16 @@ impl MigrationTrait for Migration {
                             .auto_increment()
                             .primary_key(),
                     )
-                    .col(ColumnDef::new(MetricSamples::SeriesId).big_integer().not_null())
-                    .col(ColumnDef::new(MetricSamples::Timestamp).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(MetricSamples::SeriesId)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(MetricSamples::Timestamp)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(MetricSamples::Value).double().not_null())
                     .foreign_key(
                         ForeignKey::create()
@@ -251,17 +349,34 @@ impl MigrationTrait for Migration {
             manager,
             "ix_metric_samples_series_ts",
             MetricSamples::Table,
-            vec![MetricSamples::SeriesId.into_iden(), MetricSamples::Timestamp.into_iden()],
+            vec![
+                MetricSamples::SeriesId.into_iden(),
+                MetricSamples::Timestamp.into_iden(),
+            ],
         )
         .await?;
-        index(manager, "ix_metric_samples_ts", MetricSamples::Table, vec![MetricSamples::Timestamp.into_iden()]).await?;
+        index(
+            manager,
+            "ix_metric_samples_ts",
+            MetricSamples::Table,
+            vec![MetricSamples::Timestamp.into_iden()],
+        )
+        .await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(MetricSamples::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(MetricSeries::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(MetricFamilies::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(Events::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(MetricSamples::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(MetricSeries::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(MetricFamilies::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Events::Table).to_owned())
+            .await
     }
 }

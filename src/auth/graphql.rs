@@ -52,7 +52,9 @@ impl User {
         if me.user_id == self.0.id || me.has_role(role) {
             Ok(())
         } else {
-            Err(AppError::forbidden("you may not see this field of another user"))
+            Err(AppError::forbidden(
+                "you may not see this field of another user",
+            ))
         }
     }
 }
@@ -92,7 +94,10 @@ impl User {
         self.0.created_at
     }
     /// Last successful login; visible to the user and to admins.
-    async fn last_login_at(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<DateTime<Utc>>> {
+    async fn last_login_at(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<DateTime<Utc>>> {
         self.is_self_or(ctx, Role::Admin)?;
         Ok(self.0.last_login_at)
     }
@@ -264,12 +269,23 @@ impl AuthQuery {
     async fn users(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Page size from the start (default 100, at most 1000).")] first: Option<i32>,
+        #[graphql(desc = "Page size from the start (default 100, at most 1000).")] first: Option<
+            i32,
+        >,
         #[graphql(desc = "Cursor to start after.")] after: Option<String>,
         #[graphql(desc = "Page size from the end.")] last: Option<i32>,
         #[graphql(desc = "Cursor to end before.")] before: Option<String>,
     ) -> async_graphql::Result<Connection<Cursor, User, TotalCount>> {
-        let page = Page::from_args(PageArgs { first, after, last, before }, 100, 1000)?;
+        let page = Page::from_args(
+            PageArgs {
+                first,
+                after,
+                last,
+                before,
+            },
+            100,
+            1000,
+        )?;
         let rows = service::list_users(&ctx.state().db, &page).await?;
         let mut conn = Connection::with_additional_fields(
             rows.has_previous,
@@ -283,7 +299,11 @@ impl AuthQuery {
 
     /// One user by id (moderator and above).
     #[graphql(guard = "RoleGuard::new(Role::Moderator)")]
-    async fn user(&self, ctx: &Context<'_>, #[graphql(desc = "The user's id.")] id: ID) -> async_graphql::Result<User> {
+    async fn user(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The user's id.")] id: ID,
+    ) -> async_graphql::Result<User> {
         let id = parse_id("id", &id)?;
         Ok(User(service::find_user(&ctx.state().db, id).await?))
     }
@@ -312,10 +332,16 @@ impl AuthMutation {
             (Some(u), None) => u,
             (None, Some(e)) => e,
             (Some(_), Some(_)) => {
-                return Err(AppError::bad_input("username", "give either username or email, not both").into());
+                return Err(AppError::bad_input(
+                    "username",
+                    "give either username or email, not both",
+                )
+                .into());
             }
             (None, None) => {
-                return Err(AppError::bad_input("username", "username or email is required").into());
+                return Err(
+                    AppError::bad_input("username", "username or email is required").into(),
+                );
             }
         };
         let result = service::login(ctx.state(), ctx.request(), &login, &input.password).await?;
@@ -341,16 +367,30 @@ impl AuthMutation {
 
     /// Changes the caller's password; the caller's other sessions end.
     #[graphql(guard = "RoleGuard::allowing_password_change(Role::User)")]
-    async fn change_password(&self, ctx: &Context<'_>, input: ChangePasswordInput) -> async_graphql::Result<User> {
+    async fn change_password(
+        &self,
+        ctx: &Context<'_>,
+        input: ChangePasswordInput,
+    ) -> async_graphql::Result<User> {
         let me = ctx.identity()?;
         Ok(User(
-            service::change_password(ctx.state(), me, &input.current_password, &input.new_password).await?,
+            service::change_password(
+                ctx.state(),
+                me,
+                &input.current_password,
+                &input.new_password,
+            )
+            .await?,
         ))
     }
 
     /// Creates a user (admin).
     #[graphql(guard = "RoleGuard::new(Role::Admin)")]
-    async fn create_user(&self, ctx: &Context<'_>, input: CreateUserInput) -> async_graphql::Result<User> {
+    async fn create_user(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateUserInput,
+    ) -> async_graphql::Result<User> {
         let new = service::NewUser {
             username: input.username,
             email: input.email,
@@ -362,21 +402,37 @@ impl AuthMutation {
 
     /// Changes a user's role (admin). The last active admin cannot be demoted.
     #[graphql(guard = "RoleGuard::new(Role::Admin)")]
-    async fn set_user_role(&self, ctx: &Context<'_>, input: SetUserRoleInput) -> async_graphql::Result<User> {
+    async fn set_user_role(
+        &self,
+        ctx: &Context<'_>,
+        input: SetUserRoleInput,
+    ) -> async_graphql::Result<User> {
         let id = parse_id("userId", &input.user_id)?;
-        Ok(User(service::set_user_role(ctx.state(), id, input.role.into()).await?))
+        Ok(User(
+            service::set_user_role(ctx.state(), id, input.role.into()).await?,
+        ))
     }
 
     /// Deactivates a user (admin): their sessions end and their API keys stop working at once.
     #[graphql(guard = "RoleGuard::new(Role::Admin)")]
-    async fn deactivate_user(&self, ctx: &Context<'_>, input: DeactivateUserInput) -> async_graphql::Result<User> {
+    async fn deactivate_user(
+        &self,
+        ctx: &Context<'_>,
+        input: DeactivateUserInput,
+    ) -> async_graphql::Result<User> {
         let id = parse_id("userId", &input.user_id)?;
-        Ok(User(service::set_user_active(ctx.state(), id, false).await?))
+        Ok(User(
+            service::set_user_active(ctx.state(), id, false).await?,
+        ))
     }
 
     /// Reactivates a deactivated user (admin).
     #[graphql(guard = "RoleGuard::new(Role::Admin)")]
-    async fn reactivate_user(&self, ctx: &Context<'_>, input: ReactivateUserInput) -> async_graphql::Result<User> {
+    async fn reactivate_user(
+        &self,
+        ctx: &Context<'_>,
+        input: ReactivateUserInput,
+    ) -> async_graphql::Result<User> {
         let id = parse_id("userId", &input.user_id)?;
         Ok(User(service::set_user_active(ctx.state(), id, true).await?))
     }
@@ -390,12 +446,18 @@ impl AuthMutation {
         input: ForcePasswordResetInput,
     ) -> async_graphql::Result<User> {
         let id = parse_id("userId", &input.user_id)?;
-        Ok(User(service::force_password_reset(ctx.state(), ctx.identity()?, id).await?))
+        Ok(User(
+            service::force_password_reset(ctx.state(), ctx.identity()?, id).await?,
+        ))
     }
 
     /// Creates an API key for the caller; its secret is shown only in this response.
     #[graphql(guard = "RoleGuard::new(Role::User)")]
-    async fn create_api_key(&self, ctx: &Context<'_>, input: CreateApiKeyInput) -> async_graphql::Result<CreatedApiKey> {
+    async fn create_api_key(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateApiKeyInput,
+    ) -> async_graphql::Result<CreatedApiKey> {
         let new = service::NewApiKey {
             name: input.name,
             role: input.role.map(Into::into),
@@ -410,8 +472,14 @@ impl AuthMutation {
 
     /// Revokes one of the caller's API keys (an admin may revoke any); it stops working at once.
     #[graphql(guard = "RoleGuard::new(Role::User)")]
-    async fn revoke_api_key(&self, ctx: &Context<'_>, input: RevokeApiKeyInput) -> async_graphql::Result<ApiKey> {
+    async fn revoke_api_key(
+        &self,
+        ctx: &Context<'_>,
+        input: RevokeApiKeyInput,
+    ) -> async_graphql::Result<ApiKey> {
         let id = parse_id("id", &input.id)?;
-        Ok(ApiKey(service::revoke_api_key(ctx.state(), ctx.identity()?, id).await?))
+        Ok(ApiKey(
+            service::revoke_api_key(ctx.state(), ctx.identity()?, id).await?,
+        ))
     }
 }

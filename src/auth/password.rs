@@ -49,9 +49,8 @@ fn verify_blocking(password: &str, phc: &str) -> bool {
 
 /// A hash of a password nobody knows, verified against when the account does
 /// not exist so unknown users take as long as wrong passwords.
-static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
-    hash_blocking(&crate::util::random_token(24)).unwrap_or_default()
-});
+static DUMMY_HASH: LazyLock<String> =
+    LazyLock::new(|| hash_blocking(&crate::util::random_token(24)).unwrap_or_default());
 
 /// Hashes a password with argon2id on the blocking pool.
 pub async fn hash(password: String) -> AppResult<String> {

@@ -170,7 +170,10 @@ pub async fn login(
     password: &str,
 ) -> AppResult<LoginResult> {
     if login.trim().is_empty() {
-        return Err(AppError::bad_input("username", "username or email is required"));
+        return Err(AppError::bad_input(
+            "username",
+            "username or email is required",
+        ));
     }
     if password.is_empty() || password.chars().count() > password::MAX_LEN {
         return Err(AppError::unauthenticated("invalid username or password"));
@@ -246,30 +249,42 @@ pub async fn login(
     })
 }
 
-/// Extracts the token from an `Authorization` header value: `Ok(None)` when
-/// absent, `Err(())` when present but malformed.
-pub fn bearer_token(header: Option<&str>) -> Result<Option<&str>, ()> {
+/// What an `Authorization` header holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bearer<'a> {
+    /// No header.
+    Absent,
+    /// A header that is not `Bearer <printable token>`.
+    Malformed,
+    /// The token.
+    Token(&'a str),
+}
+
+/// Extracts the token from an `Authorization` header value.
+pub fn bearer_token(header: Option<&str>) -> Bearer<'_> {
     let Some(value) = header else {
-        return Ok(None);
+        return Bearer::Absent;
     };
-    let value = value.trim();
-    let (scheme, token) = value.split_once(' ').ok_or(())?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(());
-    }
+    let Some((scheme, token)) = value.trim().split_once(' ') else {
+        return Bearer::Malformed;
+    };
     let token = token.trim();
-    if token.is_empty() || token.len() > 512 || !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(());
+    if !scheme.eq_ignore_ascii_case("bearer")
+        || token.is_empty()
+        || token.len() > 512
+        || !token.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Bearer::Malformed;
     }
-    Ok(Some(token))
+    Bearer::Token(token)
 }
 
 /// Resolves an `Authorization` header value into the request's [`Auth`].
 pub async fn authenticate_header(db: &DatabaseConnection, header: Option<&str>) -> AppResult<Auth> {
     match bearer_token(header) {
-        Ok(None) => Ok(Auth::Anonymous),
-        Err(()) => Ok(Auth::Invalid),
-        Ok(Some(token)) => Ok(match authenticate(db, token).await? {
+        Bearer::Absent => Ok(Auth::Anonymous),
+        Bearer::Malformed => Ok(Auth::Invalid),
+        Bearer::Token(token) => Ok(match authenticate(db, token).await? {
             Some(identity) => Auth::User(identity),
             None => Auth::Invalid,
         }),
@@ -370,9 +385,9 @@ fn touch(db: &DatabaseConnection, what: Touch, at: DateTime<Utc>) {
 }
 
 fn require_session(identity: &Identity) -> AppResult<Uuid> {
-    identity
-        .session_id()
-        .ok_or_else(|| AppError::forbidden("this operation requires a login session, not an API key"))
+    identity.session_id().ok_or_else(|| {
+        AppError::forbidden("this operation requires a login session, not an API key")
+    })
 }
 
 /// Ends the caller's current session.
@@ -506,14 +521,20 @@ pub async fn set_user_role(state: &AppState, user_id: Uuid, role: Role) -> AppRe
 
 /// Deactivates or reactivates a user. Deactivation ends the user's sessions
 /// at once; the last active admin cannot be deactivated.
-pub async fn set_user_active(state: &AppState, user_id: Uuid, active_flag: bool) -> AppResult<user::Model> {
+pub async fn set_user_active(
+    state: &AppState,
+    user_id: Uuid,
+    active_flag: bool,
+) -> AppResult<user::Model> {
     let txn = state.db.begin().await?;
     let user = find_user(&txn, user_id).await?;
     if !active_flag
         && stored_role(&user.role) == Role::Admin
         && active_admins_other_than(&txn, user_id).await? == 0
     {
-        return Err(AppError::conflict("cannot deactivate the last active admin"));
+        return Err(AppError::conflict(
+            "cannot deactivate the last active admin",
+        ));
     }
     let mut active: user::ActiveModel = user.into();
     active.is_active = Set(active_flag);
@@ -532,7 +553,11 @@ pub async fn set_user_active(state: &AppState, user_id: Uuid, active_flag: bool)
 
 /// Ends a user's sessions and makes them change their password at next
 /// login. A moderator may not do this to an admin.
-pub async fn force_password_reset(state: &AppState, actor: &Identity, user_id: Uuid) -> AppResult<user::Model> {
+pub async fn force_password_reset(
+    state: &AppState,
+    actor: &Identity,
+    user_id: Uuid,
+) -> AppResult<user::Model> {
     let txn = state.db.begin().await?;
     let user = find_user(&txn, user_id).await?;
     if stored_role(&user.role) > actor.role {
@@ -575,20 +600,26 @@ pub async fn create_api_key(
     require_session(identity)?;
     let name = new.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(AppError::bad_input("name", "name must be 1 to 100 characters"));
+        return Err(AppError::bad_input(
+            "name",
+            "name must be 1 to 100 characters",
+        ));
     }
     let role = new.role.unwrap_or(identity.role);
     if role > identity.role {
-        return Err(AppError::forbidden(
-            "an API key cannot have a higher role than its creator",
-        )
-        .with_field("role"));
+        return Err(
+            AppError::forbidden("an API key cannot have a higher role than its creator")
+                .with_field("role"),
+        );
     }
     let at = now();
     if let Some(exp) = new.expires_at
         && exp <= at
     {
-        return Err(AppError::bad_input("expiresAt", "expiresAt must be in the future"));
+        return Err(AppError::bad_input(
+            "expiresAt",
+            "expiresAt must be in the future",
+        ));
     }
     let prefix = format!("{API_KEY_PREFIX}{}", util::random_alphanumeric(8));
     let secret = format!("{prefix}_{}", util::random_token(32));
@@ -610,7 +641,10 @@ pub async fn create_api_key(
 }
 
 /// The caller's API keys, newest first.
-pub async fn list_api_keys(db: &impl ConnectionTrait, identity: &Identity) -> AppResult<Vec<api_key::Model>> {
+pub async fn list_api_keys(
+    db: &impl ConnectionTrait,
+    identity: &Identity,
+) -> AppResult<Vec<api_key::Model>> {
     Ok(api_key::Entity::find()
         .filter(api_key::Column::UserId.eq(identity.user_id))
         .order_by_desc(api_key::Column::CreatedAt)
@@ -620,7 +654,11 @@ pub async fn list_api_keys(db: &impl ConnectionTrait, identity: &Identity) -> Ap
 }
 
 /// Revokes one of the caller's API keys (an admin may revoke anyone's).
-pub async fn revoke_api_key(state: &AppState, identity: &Identity, id: Uuid) -> AppResult<api_key::Model> {
+pub async fn revoke_api_key(
+    state: &AppState,
+    identity: &Identity,
+    id: Uuid,
+) -> AppResult<api_key::Model> {
     let key = api_key::Entity::find_by_id(id)
         .one(&state.db)
         .await?
@@ -658,12 +696,12 @@ mod tests {
 
     #[test]
     fn bearer_headers_must_name_the_scheme_and_a_printable_token() {
-        assert_eq!(bearer_token(None), Ok(None));
-        assert_eq!(bearer_token(Some("Bearer abc")), Ok(Some("abc")));
-        assert_eq!(bearer_token(Some("bearer   abc ")), Ok(Some("abc")));
-        assert_eq!(bearer_token(Some("Basic abc")), Err(()));
-        assert_eq!(bearer_token(Some("Bearer")), Err(()));
-        assert_eq!(bearer_token(Some("Bearer ")), Err(()));
-        assert_eq!(bearer_token(Some("Bearer a\u{7f}b")), Err(()));
+        assert_eq!(bearer_token(None), Bearer::Absent);
+        assert_eq!(bearer_token(Some("Bearer abc")), Bearer::Token("abc"));
+        assert_eq!(bearer_token(Some("bearer   abc ")), Bearer::Token("abc"));
+        assert_eq!(bearer_token(Some("Basic abc")), Bearer::Malformed);
+        assert_eq!(bearer_token(Some("Bearer")), Bearer::Malformed);
+        assert_eq!(bearer_token(Some("Bearer ")), Bearer::Malformed);
+        assert_eq!(bearer_token(Some("Bearer a\u{7f}b")), Bearer::Malformed);
     }
 }

@@ -49,8 +49,18 @@ async fn login(
     let login = match (body.username, body.email) {
         (Some(u), None) => u,
         (None, Some(e)) => e,
-        (Some(_), Some(_)) => return Err(AppError::bad_input("username", "give either username or email, not both")),
-        (None, None) => return Err(AppError::bad_input("username", "username or email is required")),
+        (Some(_), Some(_)) => {
+            return Err(AppError::bad_input(
+                "username",
+                "give either username or email, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(AppError::bad_input(
+                "username",
+                "username or email is required",
+            ));
+        }
     };
     let result = service::login(&server.state, &ctx, &login, &body.password).await?;
     Ok(ok(json!({
@@ -60,7 +70,10 @@ async fn login(
     })))
 }
 
-async fn logout(State(server): State<Server>, Authed(identity, _): Authed) -> Result<Response, AppError> {
+async fn logout(
+    State(server): State<Server>,
+    Authed(identity, _): Authed,
+) -> Result<Response, AppError> {
     service::logout(&server.state, &identity).await?;
     Ok(ok(json!({ "logged_out": true })))
 }

@@ -27,19 +27,26 @@ pub fn router() -> Router<Server> {
 
 /// A successful response: `{"success": true, "data": …}`.
 pub fn ok<T: Serialize>(data: T) -> Response {
-    envelope(axum::http::StatusCode::OK, json!({ "success": true, "data": data }))
+    envelope(
+        axum::http::StatusCode::OK,
+        json!({ "success": true, "data": data }),
+    )
 }
 
 /// A successful creation: 201 with the envelope.
 pub fn created<T: Serialize>(data: T) -> Response {
-    envelope(axum::http::StatusCode::CREATED, json!({ "success": true, "data": data }))
+    envelope(
+        axum::http::StatusCode::CREATED,
+        json!({ "success": true, "data": data }),
+    )
 }
 
 fn envelope(status: axum::http::StatusCode, body: Value) -> Response {
     let mut response = (status, body.to_string()).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -78,7 +85,12 @@ impl FromRequestParts<Server> for Caller {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, server: &Server) -> Result<Self, AppError> {
-        let ctx = crate::http::request_context(&server.state, &parts.headers, crate::http::peer_addr(parts)).await?;
+        let ctx = crate::http::request_context(
+            &server.state,
+            &parts.headers,
+            crate::http::peer_addr(parts),
+        )
+        .await?;
         Ok(Caller(ctx))
     }
 }
@@ -120,26 +132,38 @@ impl<T: DeserializeOwned> FromRequest<Server> for JsonBody<T> {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"))
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("application/json")
+            })
             .unwrap_or(false);
         if !is_json {
             return Err(error_with_status(
                 axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                AppError::new(ErrorCode::BadUserInput, "send the body as Content-Type: application/json"),
+                AppError::new(
+                    ErrorCode::BadUserInput,
+                    "send the body as Content-Type: application/json",
+                ),
             ));
         }
         let limit = server.state.config.body_limit;
-        let bytes: Bytes = crate::http::read_body(req.into_body(), limit).await.map_err(|_| {
-            error_with_status(
-                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                AppError::new(
-                    ErrorCode::BadUserInput,
-                    format!("the request body exceeds the limit of {limit} bytes"),
-                ),
-            )
-        })?;
+        let bytes: Bytes = crate::http::read_body(req.into_body(), limit)
+            .await
+            .map_err(|_| {
+                error_with_status(
+                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    AppError::new(
+                        ErrorCode::BadUserInput,
+                        format!("the request body exceeds the limit of {limit} bytes"),
+                    ),
+                )
+            })?;
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
-            AppError::new(ErrorCode::BadUserInput, format!("invalid JSON body: {e}")).into_response()
+            AppError::new(ErrorCode::BadUserInput, format!("invalid JSON body: {e}"))
+                .into_response()
         })
     }
 }

@@ -31,7 +31,8 @@ async fn a_wrong_password_is_unauthenticated() {
 async fn logout_ends_the_session() {
     let app = TestApp::spawn().await;
     let token = app.login("admin", ADMIN_PASSWORD).await;
-    app.gql_ok(Some(&token), "mutation { logout }", json!({})).await;
+    app.gql_ok(Some(&token), "mutation { logout }", json!({}))
+        .await;
     let v = app.gql(Some(&token), ME, json!({})).await;
     assert_eq!(error_code(&v), "UNAUTHENTICATED");
     // The other session is untouched.

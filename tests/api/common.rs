@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use sqlx::Connection;
 use sightline::{Application, Config, ShutdownHandle};
+use sqlx::Connection;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
@@ -91,15 +91,19 @@ impl Drop for TestDb {
         if let Some((admin_url, name)) = self.pg.take() {
             // Drop the database from a thread of its own: Drop cannot await.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
                 if let Ok(rt) = rt {
                     rt.block_on(async move {
-                        if let Ok(mut conn) = sqlx::postgres::PgConnection::connect(&admin_url).await {
+                        if let Ok(mut conn) =
+                            sqlx::postgres::PgConnection::connect(&admin_url).await
+                        {
                             let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
                                 "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
                             )))
-                                .execute(&mut conn)
-                                .await;
+                            .execute(&mut conn)
+                            .await;
                         }
                     });
                 }
@@ -277,9 +281,10 @@ impl TestApp {
         let mut request = format!("ws://{}/graphql", self.addr)
             .into_client_request()
             .expect("ws request");
-        request
-            .headers_mut()
-            .insert("sec-websocket-protocol", HeaderValue::from_str(protocol).unwrap());
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_str(protocol).unwrap(),
+        );
         let (stream, _) = tokio_tungstenite::connect_async(request)
             .await
             .expect("websocket connects");
@@ -293,7 +298,8 @@ impl TestApp {
             Some(t) => json!({ "Authorization": format!("Bearer {t}") }),
             None => json!({}),
         };
-        ws.send(json!({ "type": "connection_init", "payload": payload })).await;
+        ws.send(json!({ "type": "connection_init", "payload": payload }))
+            .await;
         let ack = ws.recv_json().await.expect("connection_ack");
         assert_eq!(ack["type"], "connection_ack", "got {ack}");
         ws
@@ -352,12 +358,16 @@ impl Ws {
     pub async fn recv_within(&mut self, limit: Duration) -> Option<WsEvent> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let msg = tokio::time::timeout_at(deadline, self.stream.next()).await.ok()?;
+            let msg = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .ok()?;
             match msg {
                 None => return Some(WsEvent::Closed(None, String::new())),
                 Some(Err(e)) => return Some(WsEvent::Closed(None, e.to_string())),
                 Some(Ok(Message::Text(t))) => {
-                    return Some(WsEvent::Json(serde_json::from_str(t.as_str()).expect("JSON message")));
+                    return Some(WsEvent::Json(
+                        serde_json::from_str(t.as_str()).expect("JSON message"),
+                    ));
                 }
                 Some(Ok(Message::Close(frame))) => {
                     return Some(WsEvent::Closed(
