@@ -495,9 +495,16 @@ async fn execute_one(
     } else {
         StatusCode::OK
     };
-    let body = serde_json::to_string(&response).unwrap_or_else(|_| {
-        json!({"errors": [{"message": "internal server error", "extensions": {"code": "INTERNAL"}}]}).to_string()
-    });
+    // A request error never started execution, so the result has no `data` entry.
+    let body = match serde_json::to_value(&response) {
+        Ok(mut value) => {
+            if request_error && let Some(map) = value.as_object_mut() {
+                map.remove("data");
+            }
+            value.to_string()
+        }
+        Err(_) => json!({"errors": [{"message": "internal server error", "extensions": {"code": "INTERNAL"}}]}).to_string(),
+    };
     let mut http = (status, body).into_response();
     let headers = http.headers_mut();
     headers.insert(header::CONTENT_TYPE, media.header());
