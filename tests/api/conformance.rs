@@ -12,7 +12,9 @@ use crate::common::TestApp;
 async fn the_server_passes_every_graphql_over_http_audit() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/http-audit");
     if !dir.join("node_modules/graphql-http").exists() {
-        eprintln!("skipped: run `npm ci` in tests/http-audit to enable the GraphQL-over-HTTP audit");
+        eprintln!(
+            "skipped: run `npm ci` in tests/http-audit to enable the GraphQL-over-HTTP audit"
+        );
         return;
     }
     if Command::new("node").arg("--version").output().is_err() {
@@ -22,12 +24,20 @@ async fn the_server_passes_every_graphql_over_http_audit() {
     let app = TestApp::spawn().await;
     let url = app.url("/graphql");
     let out = tokio::task::spawn_blocking(move || {
-        Command::new("node").arg("audit.mjs").arg(url).current_dir(dir).output()
+        Command::new("node")
+            .arg("audit.mjs")
+            .arg(url)
+            .current_dir(dir)
+            .output()
     })
     .await
     .unwrap()
     .expect("run the audit");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let results: Vec<serde_json::Value> = text
         .lines()
