@@ -13,25 +13,27 @@ use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, Selection, SelectionSet,
 };
 use async_graphql::{
-    Context, ID, MergedObject, Object, Response, Schema, SchemaBuilder, ServerError, ServerResult,
-    Variables,
+    Context, ID, MergedObject, MergedSubscription, Object, Response, Schema, SchemaBuilder,
+    ServerError, ServerResult, Variables,
 };
 use uuid::Uuid;
 
 use crate::auth::graphql::{AuthMutation, AuthQuery};
 use crate::error::{AppError, AppResult, ErrorCode};
+use crate::incidents::graphql::{IncidentMutation, IncidentQuery, IncidentSubscription};
 use crate::state::AppState;
 
 /// The root query type.
 #[derive(MergedObject, Default)]
-pub struct Query(AuthQuery);
+pub struct Query(AuthQuery, IncidentQuery);
 
 /// The root mutation type.
 #[derive(MergedObject, Default)]
-pub struct Mutation(AuthMutation);
+pub struct Mutation(AuthMutation, IncidentMutation);
 
 /// The root subscription type.
-pub type Subscription = async_graphql::EmptySubscription;
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(IncidentSubscription);
 
 /// The schema type.
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
@@ -115,7 +117,7 @@ pub fn prepare_request(
     state: &AppState,
     ctx: crate::auth::RequestContext,
 ) -> async_graphql::Request {
-    let _ = state;
+    let request = crate::incidents::loader::attach(request, &state.db);
     request.data(ctx)
 }
 

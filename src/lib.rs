@@ -16,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod graphql;
 pub mod http;
+pub mod incidents;
 pub mod metrics;
 pub mod pagination;
 pub mod playground;

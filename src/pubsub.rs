@@ -65,12 +65,15 @@ impl<T: Clone + Send + 'static> Topic<T> {
 pub struct Topics {
     /// Committed events, in commit order.
     pub events: Topic<Arc<crate::events::entity::Model>>,
+    /// Created and changed incidents, in commit order.
+    pub incidents: Topic<Arc<crate::incidents::service::IncidentEvent>>,
 }
 
 impl Topics {
     fn new(capacity: usize) -> Self {
         Topics {
             events: Topic::new(capacity),
+            incidents: Topic::new(capacity),
         }
     }
 }
