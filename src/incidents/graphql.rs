@@ -3,8 +3,10 @@
 //! DataLoaders), the incident queries and mutations, and the live
 //! `incidentCreated` / `incidentUpdated` subscriptions.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use async_graphql::connection::{Connection, Edge};
-use async_graphql::dataloader::DataLoader;
 use async_graphql::{
     Context, Enum, ID, InputObject, Json, MaybeUndefined, Object, SimpleObject, Subscription,
 };
@@ -14,15 +16,16 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::analysis::{self, Analysis};
-use super::entity::{change, incident, incident_alert, note};
+use super::entity::{analysis as analysis_row, change, incident, incident_alert, note};
 use super::loader::{
     AlertLinksLoader, AnalysisLoader, ChangeCountLoader, ChangesLoader, NoteCountLoader,
-    NotesLoader, PageKey, UserLoader,
+    NotesLoader, PageKey, Prefetch, UserLoader,
 };
 use super::model::{self, Severity, Status};
 use super::service::{self, IncidentEvent, IncidentFilter, IncidentPatch, NewIncident, Patch};
 use super::timeline::{self, EntryKind, Selection, Timeline, Window};
 use crate::auth::Role;
+use crate::auth::entity::user;
 use crate::auth::graphql::User;
 use crate::auth::guard::{ContextExt, RoleGuard};
 use crate::error::{AppError, ErrorCode};
@@ -171,15 +174,27 @@ impl From<GqlTimelineLevel> for Level {
     }
 }
 
-async fn load_user(ctx: &Context<'_>, id: Option<Uuid>) -> async_graphql::Result<Option<User>> {
+/// The users one list of objects refers to, looked up together.
+pub type People = Prefetch<Uuid, user::Model>;
+
+async fn person(
+    ctx: &Context<'_>,
+    people: &People,
+    id: Option<Uuid>,
+) -> async_graphql::Result<Option<User>> {
     let Some(id) = id else {
         return Ok(None);
     };
-    Ok(ctx
-        .data_unchecked::<DataLoader<UserLoader>>()
-        .load_one(id)
+    Ok(people
+        .get::<UserLoader>(ctx)
         .await?
+        .get(&id)
+        .cloned()
         .map(User))
+}
+
+fn people_of(ids: impl IntoIterator<Item = Option<Uuid>>) -> Arc<People> {
+    Arc::new(Prefetch::new(ids.into_iter().flatten()))
 }
 
 /// Status and severity values read as the API's enum names; other values as stored.
@@ -204,36 +219,116 @@ fn api_value(field: &str, v: Option<&Value>) -> Option<Json<Value>> {
     }))
 }
 
+type Shape = (Option<Cursor>, u64);
+
+/// One page of a nested list (notes or changes) for every incident of a
+/// list, with the users its rows refer to.
+struct Nested<T> {
+    rows: Prefetch<PageKey, Vec<T>>,
+    people: tokio::sync::OnceCell<Arc<People>>,
+}
+
+/// What the incidents of one list look up together.
+pub struct IncidentBatch {
+    ids: Vec<Uuid>,
+    people: Arc<People>,
+    notes: Mutex<HashMap<Shape, Arc<Nested<note::Model>>>>,
+    changes: Mutex<HashMap<Shape, Arc<Nested<change::Model>>>>,
+    alerts: Prefetch<Uuid, Vec<incident_alert::Model>>,
+    analyses: Prefetch<Uuid, analysis_row::Model>,
+    note_counts: Prefetch<Uuid, u64>,
+    change_counts: Prefetch<Uuid, u64>,
+}
+
+impl IncidentBatch {
+    fn new(models: &[incident::Model]) -> Arc<IncidentBatch> {
+        let ids: Vec<Uuid> = models.iter().map(|m| m.id).collect();
+        Arc::new(IncidentBatch {
+            people: people_of(models.iter().flat_map(|m| [m.created_by, m.assigned_to])),
+            notes: Mutex::default(),
+            changes: Mutex::default(),
+            alerts: Prefetch::new(ids.clone()),
+            analyses: Prefetch::new(ids.clone()),
+            note_counts: Prefetch::new(ids.clone()),
+            change_counts: Prefetch::new(ids.clone()),
+            ids,
+        })
+    }
+
+    fn nested<T: Clone + Send + Sync + 'static>(
+        &self,
+        map: &Mutex<HashMap<Shape, Arc<Nested<T>>>>,
+        page: &Page,
+    ) -> Arc<Nested<T>> {
+        let shape = (page.after, page.limit);
+        let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(shape)
+            .or_insert_with(|| {
+                Arc::new(Nested {
+                    rows: Prefetch::new(self.ids.iter().map(|id| PageKey {
+                        incident_id: *id,
+                        after: page.after,
+                        limit: page.limit,
+                    })),
+                    people: tokio::sync::OnceCell::new(),
+                })
+            })
+            .clone()
+    }
+}
+
 /// An incident.
-pub struct Incident(pub incident::Model);
+pub struct Incident {
+    model: incident::Model,
+    batch: Arc<IncidentBatch>,
+}
+
+impl Incident {
+    /// An incident resolved on its own.
+    pub fn one(model: incident::Model) -> Incident {
+        let batch = IncidentBatch::new(std::slice::from_ref(&model));
+        Incident { model, batch }
+    }
+
+    /// The incidents of one list, whose nested fields are looked up together.
+    pub fn list(models: Vec<incident::Model>) -> Vec<Incident> {
+        let batch = IncidentBatch::new(&models);
+        models
+            .into_iter()
+            .map(|model| Incident {
+                model,
+                batch: batch.clone(),
+            })
+            .collect()
+    }
+
+    /// The stored row.
+    pub fn model(&self) -> &incident::Model {
+        &self.model
+    }
+}
 
 /// The `totalCount` of an incident's notes.
-pub struct NotesTotal(Uuid);
+pub struct NotesTotal(Uuid, Arc<IncidentBatch>);
 
 #[Object]
 impl NotesTotal {
     /// How many notes the incident has.
     async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
-        Ok(ctx
-            .data_unchecked::<DataLoader<NoteCountLoader>>()
-            .load_one(self.0)
-            .await?
-            .unwrap_or(0))
+        let counts = self.1.note_counts.get::<NoteCountLoader>(ctx).await?;
+        Ok(counts.get(&self.0).copied().unwrap_or(0))
     }
 }
 
 /// The `totalCount` of an incident's audit trail.
-pub struct ChangesTotal(Uuid);
+pub struct ChangesTotal(Uuid, Arc<IncidentBatch>);
 
 #[Object]
 impl ChangesTotal {
     /// How many audited changes the incident has.
     async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
-        Ok(ctx
-            .data_unchecked::<DataLoader<ChangeCountLoader>>()
-            .load_one(self.0)
-            .await?
-            .unwrap_or(0))
+        let counts = self.1.change_counts.get::<ChangeCountLoader>(ctx).await?;
+        Ok(counts.get(&self.0).copied().unwrap_or(0))
     }
 }
 
@@ -273,79 +368,79 @@ fn nested_page(first: Option<i32>, after: Option<String>) -> Result<Page, AppErr
 impl Incident {
     /// The incident's id.
     async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
+        ID(self.model.id.to_string())
     }
     /// Short summary (1–200 characters).
     async fn title(&self) -> &str {
-        &self.0.title
+        &self.model.title
     }
     /// Details (at most 10,000 characters).
     async fn description(&self) -> Option<&str> {
-        self.0.description.as_deref()
+        self.model.description.as_deref()
     }
     /// How bad it is.
     async fn severity(&self) -> GqlSeverity {
-        Severity::stored(&self.0.severity).into()
+        Severity::stored(&self.model.severity).into()
     }
     /// Where it is in its lifecycle.
     async fn status(&self) -> GqlStatus {
-        Status::stored(&self.0.status).into()
+        Status::stored(&self.model.status).into()
     }
     /// When it began.
     async fn started_at(&self) -> DateTime<Utc> {
-        self.0.started_at
+        self.model.started_at
     }
     /// When it was first acknowledged (by `acknowledgeIncident` or by moving to INVESTIGATING).
     async fn acknowledged_at(&self) -> Option<DateTime<Utc>> {
-        self.0.acknowledged_at
+        self.model.acknowledged_at
     }
     /// When it was resolved; cleared when reopened.
     async fn resolved_at(&self) -> Option<DateTime<Utc>> {
-        self.0.resolved_at
+        self.model.resolved_at
     }
     /// When it was closed.
     async fn closed_at(&self) -> Option<DateTime<Utc>> {
-        self.0.closed_at
+        self.model.closed_at
     }
     /// What caused it.
     async fn root_cause(&self) -> Option<&str> {
-        self.0.root_cause.as_deref()
+        self.model.root_cause.as_deref()
     }
     /// Who reported it; null when the system opened it (for a firing alert).
     async fn created_by(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
-        load_user(ctx, self.0.created_by).await
+        person(ctx, &self.batch.people, self.model.created_by).await
     }
     /// Who is working on it.
     async fn assigned_to(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
-        load_user(ctx, self.0.assigned_to).await
+        person(ctx, &self.batch.people, self.model.assigned_to).await
     }
     /// Labels, a JSON object of strings.
     async fn labels(&self) -> Json<Value> {
-        Json(self.0.labels.clone())
+        Json(self.model.labels.clone())
     }
     /// The services involved; the timeline shows all of their events.
     async fn sources(&self) -> Vec<String> {
-        model::stored_sources(&self.0.sources)
+        model::stored_sources(&self.model.sources)
     }
     /// When it was recorded.
     async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+        self.model.created_at
     }
     /// When it last changed.
     async fn updated_at(&self) -> DateTime<Utc> {
-        self.0.updated_at
+        self.model.updated_at
     }
     /// Seconds from `startedAt` to `acknowledgedAt` (an input of MTTA); null until acknowledged.
     async fn time_to_acknowledge(&self) -> Option<f64> {
-        self.0
+        self.model
             .acknowledged_at
-            .map(|t| model::seconds_between(self.0.started_at, t))
+            .map(|t| model::seconds_between(self.model.started_at, t))
     }
     /// Seconds from `startedAt` to `resolvedAt` (an input of MTTR); null until resolved.
     async fn time_to_resolve(&self) -> Option<f64> {
-        self.0
+        self.model
             .resolved_at
-            .map(|t| model::seconds_between(self.0.started_at, t))
+            .map(|t| model::seconds_between(self.model.started_at, t))
     }
     /// Notes, oldest first.
     #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
@@ -356,27 +451,35 @@ impl Incident {
         #[graphql(desc = "Cursor to start after.")] after: Option<String>,
     ) -> async_graphql::Result<Connection<Cursor, IncidentNote, NotesTotal>> {
         let page = nested_page(first, after)?;
+        let nested = self.batch.nested(&self.batch.notes, &page);
+        let all = nested.rows.get::<NotesLoader>(ctx).await?;
+        let people = nested
+            .people
+            .get_or_init(|| async { people_of(all.values().flatten().map(|n| n.author_id)) })
+            .await
+            .clone();
         let key = PageKey {
-            incident_id: self.0.id,
+            incident_id: self.model.id,
             after: page.after,
             limit: page.limit,
         };
-        let mut rows = ctx
-            .data_unchecked::<DataLoader<NotesLoader>>()
-            .load_one(key)
-            .await?
-            .unwrap_or_default();
+        let mut rows = all.get(&key).cloned().unwrap_or_default();
         let has_next = rows.len() as u64 > page.limit;
         rows.truncate(page.limit as usize);
         let mut conn = Connection::with_additional_fields(
             page.after.is_some(),
             has_next,
-            NotesTotal(self.0.id),
+            NotesTotal(self.model.id, self.batch.clone()),
         );
-        conn.edges.extend(
-            rows.into_iter()
-                .map(|n| Edge::new(Cursor::new(n.created_at, n.id), IncidentNote(n))),
-        );
+        conn.edges.extend(rows.into_iter().map(|n| {
+            Edge::new(
+                Cursor::new(n.created_at, n.id),
+                IncidentNote {
+                    model: n,
+                    people: people.clone(),
+                },
+            )
+        }));
         Ok(conn)
     }
     /// The audit trail: every change with its actor and time, oldest first.
@@ -388,35 +491,43 @@ impl Incident {
         #[graphql(desc = "Cursor to start after.")] after: Option<String>,
     ) -> async_graphql::Result<Connection<Cursor, IncidentAuditEntry, ChangesTotal>> {
         let page = nested_page(first, after)?;
+        let nested = self.batch.nested(&self.batch.changes, &page);
+        let all = nested.rows.get::<ChangesLoader>(ctx).await?;
+        let people = nested
+            .people
+            .get_or_init(|| async { people_of(all.values().flatten().map(|c| c.actor_id)) })
+            .await
+            .clone();
         let key = PageKey {
-            incident_id: self.0.id,
+            incident_id: self.model.id,
             after: page.after,
             limit: page.limit,
         };
-        let mut rows = ctx
-            .data_unchecked::<DataLoader<ChangesLoader>>()
-            .load_one(key)
-            .await?
-            .unwrap_or_default();
+        let mut rows = all.get(&key).cloned().unwrap_or_default();
         let has_next = rows.len() as u64 > page.limit;
         rows.truncate(page.limit as usize);
         let mut conn = Connection::with_additional_fields(
             page.after.is_some(),
             has_next,
-            ChangesTotal(self.0.id),
+            ChangesTotal(self.model.id, self.batch.clone()),
         );
-        conn.edges.extend(
-            rows.into_iter()
-                .map(|c| Edge::new(Cursor::new(c.at, c.id), IncidentAuditEntry(c))),
-        );
+        conn.edges.extend(rows.into_iter().map(|c| {
+            Edge::new(
+                Cursor::new(c.at, c.id),
+                IncidentAuditEntry {
+                    model: c,
+                    people: people.clone(),
+                },
+            )
+        }));
         Ok(conn)
     }
     /// Alert instances linked to the incident, oldest link first.
     async fn alerts(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<IncidentAlert>> {
-        Ok(ctx
-            .data_unchecked::<DataLoader<AlertLinksLoader>>()
-            .load_one(self.0.id)
-            .await?
+        let all = self.batch.alerts.get::<AlertLinksLoader>(ctx).await?;
+        Ok(all
+            .get(&self.model.id)
+            .cloned()
             .unwrap_or_default()
             .into_iter()
             .map(IncidentAlert)
@@ -424,12 +535,10 @@ impl Incident {
     }
     /// The latest suggested-root-cause analysis (`analyzeIncident`), if any.
     async fn analysis(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<IncidentAnalysis>> {
-        let row = ctx
-            .data_unchecked::<DataLoader<AnalysisLoader>>()
-            .load_one(self.0.id)
-            .await?;
+        let all = self.batch.analyses.get::<AnalysisLoader>(ctx).await?;
+        let row = all.get(&self.model.id);
         Ok(match row {
-            Some(r) => Some(IncidentAnalysis(Analysis::from_row(&r)?)),
+            Some(r) => Some(IncidentAnalysis(Analysis::from_row(r)?)),
             None => None,
         })
     }
@@ -465,8 +574,8 @@ impl Incident {
             None => timeline::DEFAULT_LOOKBACK,
         };
         let t = Timeline {
-            window: Window::of(&self.0, lookback, crate::util::now()),
-            incident: self.0.clone(),
+            window: Window::of(&self.model, lookback, crate::util::now()),
+            incident: self.model.clone(),
             selection: Selection {
                 kinds: kinds
                     .unwrap_or_default()
@@ -483,80 +592,101 @@ impl Incident {
         entries.truncate(page.limit as usize);
         let mut conn =
             Connection::with_additional_fields(page.after.is_some(), has_next, TimelineInfo(t));
-        conn.edges.extend(
-            entries
-                .into_iter()
-                .map(|e| Edge::new(e.cursor(), TimelineEntry(e))),
-        );
+        let people = people_of(entries.iter().map(|e| e.actor));
+        conn.edges.extend(entries.into_iter().map(|e| {
+            Edge::new(
+                e.cursor(),
+                TimelineEntry {
+                    entry: e,
+                    people: people.clone(),
+                },
+            )
+        }));
         Ok(conn)
     }
     /// This incident's position in the `incidents` list.
     async fn cursor(&self) -> String {
-        service::cursor(&self.0).encode()
+        service::cursor(&self.model).encode()
     }
 }
 
 /// A note on an incident.
-pub struct IncidentNote(pub note::Model);
+pub struct IncidentNote {
+    model: note::Model,
+    people: Arc<People>,
+}
+
+impl IncidentNote {
+    /// A note resolved on its own.
+    pub fn one(model: note::Model) -> IncidentNote {
+        IncidentNote {
+            people: people_of([model.author_id]),
+            model,
+        }
+    }
+}
 
 #[Object]
 impl IncidentNote {
     /// The note's id.
     async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
+        ID(self.model.id.to_string())
     }
     /// The text.
     async fn body(&self) -> &str {
-        &self.0.body
+        &self.model.body
     }
     /// Who wrote it.
     async fn author(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
-        load_user(ctx, self.0.author_id).await
+        person(ctx, &self.people, self.model.author_id).await
     }
     /// The incident's id.
     async fn incident_id(&self) -> ID {
-        ID(self.0.incident_id.to_string())
+        ID(self.model.incident_id.to_string())
     }
     /// When it was written.
     async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+        self.model.created_at
     }
     /// When it was last edited.
     async fn updated_at(&self) -> DateTime<Utc> {
-        self.0.updated_at
+        self.model.updated_at
     }
 }
 
 /// One audited change of one field.
-pub struct IncidentAuditEntry(pub change::Model);
+pub struct IncidentAuditEntry {
+    model: change::Model,
+    people: Arc<People>,
+}
 
 #[Object]
 impl IncidentAuditEntry {
     /// The entry's id.
     async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
+        ID(self.model.id.to_string())
     }
     /// The field: `created`, `title`, `description`, `severity`, `status`,
     /// `acknowledgedAt`, `resolvedAt`, `closedAt`, `rootCause`, `assignedTo`,
     /// `labels`, `sources` or `note`.
     async fn field(&self) -> &str {
-        &self.0.field
+        &self.model.field
     }
     /// The value before (null when there was none).
     async fn from(&self) -> Option<Json<Value>> {
-        api_value(&self.0.field, self.0.old_value.as_ref())
+        api_value(&self.model.field, self.model.old_value.as_ref())
     }
     /// The value after (null when cleared).
     async fn to(&self) -> Option<Json<Value>> {
-        api_value(&self.0.field, self.0.new_value.as_ref())
+        api_value(&self.model.field, self.model.new_value.as_ref())
     }
     /// Who made the change; null for the system.
     async fn actor(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
-        load_user(ctx, self.0.actor_id).await
+        person(ctx, &self.people, self.model.actor_id).await
     }
     /// When.
     async fn at(&self) -> DateTime<Utc> {
-        self.0.at
+        self.model.at
     }
 }
 
@@ -580,17 +710,29 @@ impl IncidentFieldChange {
 }
 
 /// A change of an incident, as pushed to `incidentUpdated` subscribers.
-pub struct IncidentChange(service::IncidentUpdate);
+pub struct IncidentChange {
+    update: service::IncidentUpdate,
+    people: Arc<People>,
+}
+
+impl IncidentChange {
+    fn new(update: service::IncidentUpdate) -> IncidentChange {
+        IncidentChange {
+            people: people_of([update.actor]),
+            update,
+        }
+    }
+}
 
 #[Object]
 impl IncidentChange {
     /// The incident after the change.
     async fn incident(&self) -> Incident {
-        Incident(self.0.incident.clone())
+        Incident::one(self.update.incident.clone())
     }
     /// What changed.
     async fn changes(&self) -> Vec<IncidentFieldChange> {
-        self.0
+        self.update
             .changes
             .iter()
             .cloned()
@@ -599,11 +741,11 @@ impl IncidentChange {
     }
     /// Who changed it; null for the system.
     async fn actor(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
-        load_user(ctx, self.0.actor).await
+        person(ctx, &self.people, self.update.actor).await
     }
     /// When.
     async fn at(&self) -> DateTime<Utc> {
-        self.0.at
+        self.update.at
     }
 }
 
@@ -631,34 +773,37 @@ impl IncidentAlert {
 }
 
 /// One line of an incident's timeline.
-pub struct TimelineEntry(pub timeline::Entry);
+pub struct TimelineEntry {
+    entry: timeline::Entry,
+    people: Arc<People>,
+}
 
 #[Object]
 impl TimelineEntry {
     /// When it happened.
     async fn at(&self) -> DateTime<Utc> {
-        self.0.at
+        self.entry.at
     }
     /// What it is.
     async fn kind(&self) -> GqlEntryKind {
-        self.0.kind.into()
+        self.entry.kind.into()
     }
     /// Why it is in the timeline (e.g. "from the incident's source `api`",
     /// "at level warn from `db`", "shares trace_id `t1` with an event in the timeline").
     async fn reason(&self) -> &str {
-        &self.0.reason
+        &self.entry.reason
     }
     /// Who did it (changes and notes).
     async fn actor(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
-        load_user(ctx, self.0.actor).await
+        person(ctx, &self.people, self.entry.actor).await
     }
     /// One line for humans.
     async fn summary(&self) -> &str {
-        &self.0.summary
+        &self.entry.summary
     }
     /// This entry's position in the timeline.
     async fn cursor(&self) -> String {
-        self.0.cursor().encode()
+        self.entry.cursor().encode()
     }
 }
 
@@ -1037,10 +1182,12 @@ impl IncidentQuery {
                 async move { service::count(&s.db, &me, &filter).await }
             }),
         );
+        let (cursors, models): (Vec<Cursor>, Vec<incident::Model>) = rows.items.into_iter().unzip();
         conn.edges.extend(
-            rows.items
+            cursors
                 .into_iter()
-                .map(|(c, m)| Edge::new(c, Incident(m))),
+                .zip(Incident::list(models))
+                .map(|(c, i)| Edge::new(c, i)),
         );
         Ok(conn)
     }
@@ -1053,7 +1200,7 @@ impl IncidentQuery {
         #[graphql(desc = "The incident's id.")] id: ID,
     ) -> async_graphql::Result<Incident> {
         let id = parse_id("id", &id)?;
-        Ok(Incident(
+        Ok(Incident::one(
             service::get(&ctx.state().db, ctx.identity()?, id).await?,
         ))
     }
@@ -1093,7 +1240,7 @@ impl IncidentMutation {
             labels: input.labels.map(|j| j.0),
             sources: input.sources.unwrap_or_default(),
         };
-        Ok(Incident(
+        Ok(Incident::one(
             service::create(ctx.state(), ctx.identity()?, new).await?,
         ))
     }
@@ -1116,7 +1263,7 @@ impl IncidentMutation {
             labels: Patch::from_maybe(input.labels.map_value(|j| j.0)),
             sources: Patch::from_maybe(input.sources),
         };
-        Ok(Incident(
+        Ok(Incident::one(
             service::update(ctx.state(), ctx.identity()?, id, patch).await?,
         ))
     }
@@ -1134,7 +1281,7 @@ impl IncidentMutation {
             .as_ref()
             .map(|i| parse_id("assignedTo", i))
             .transpose()?;
-        Ok(Incident(
+        Ok(Incident::one(
             service::assign(ctx.state(), ctx.identity()?, id, assignee).await?,
         ))
     }
@@ -1147,7 +1294,7 @@ impl IncidentMutation {
         input: AcknowledgeIncidentInput,
     ) -> async_graphql::Result<Incident> {
         let id = parse_id("id", &input.id)?;
-        Ok(Incident(
+        Ok(Incident::one(
             service::acknowledge(ctx.state(), ctx.identity()?, id).await?,
         ))
     }
@@ -1160,7 +1307,7 @@ impl IncidentMutation {
         input: ResolveIncidentInput,
     ) -> async_graphql::Result<Incident> {
         let id = parse_id("id", &input.id)?;
-        Ok(Incident(
+        Ok(Incident::one(
             service::resolve(ctx.state(), ctx.identity()?, id, input.root_cause).await?,
         ))
     }
@@ -1173,7 +1320,7 @@ impl IncidentMutation {
         input: CloseIncidentInput,
     ) -> async_graphql::Result<Incident> {
         let id = parse_id("id", &input.id)?;
-        Ok(Incident(
+        Ok(Incident::one(
             service::close(ctx.state(), ctx.identity()?, id).await?,
         ))
     }
@@ -1186,7 +1333,7 @@ impl IncidentMutation {
         input: ReopenIncidentInput,
     ) -> async_graphql::Result<Incident> {
         let id = parse_id("id", &input.id)?;
-        Ok(Incident(
+        Ok(Incident::one(
             service::reopen(ctx.state(), ctx.identity()?, id).await?,
         ))
     }
@@ -1199,7 +1346,7 @@ impl IncidentMutation {
         input: AddIncidentNoteInput,
     ) -> async_graphql::Result<IncidentNote> {
         let id = parse_id("incidentId", &input.incident_id)?;
-        Ok(IncidentNote(
+        Ok(IncidentNote::one(
             service::add_note(ctx.state(), ctx.identity()?, id, &input.body).await?,
         ))
     }
@@ -1212,7 +1359,7 @@ impl IncidentMutation {
         input: UpdateIncidentNoteInput,
     ) -> async_graphql::Result<IncidentNote> {
         let id = parse_id("id", &input.id)?;
-        Ok(IncidentNote(
+        Ok(IncidentNote::one(
             service::edit_note(ctx.state(), ctx.identity()?, id, &input.body).await?,
         ))
     }
@@ -1225,7 +1372,7 @@ impl IncidentMutation {
         input: DeleteIncidentNoteInput,
     ) -> async_graphql::Result<IncidentNote> {
         let id = parse_id("id", &input.id)?;
-        Ok(IncidentNote(
+        Ok(IncidentNote::one(
             service::delete_note(ctx.state(), ctx.identity()?, id).await?,
         ))
     }
@@ -1277,7 +1424,7 @@ impl IncidentSubscription {
             let item = match d {
                 Delivery::Item(ev) => match &*ev {
                     IncidentEvent::Created(m) if service::can_see(&me, m) => {
-                        Some(Ok(Incident(m.clone())))
+                        Some(Ok(Incident::one(m.clone())))
                     }
                     _ => None,
                 },
@@ -1309,7 +1456,7 @@ impl IncidentSubscription {
                     IncidentEvent::Updated(u)
                         if u.incident.id == id && service::can_see(&me, &u.incident) =>
                     {
-                        Some(Ok(IncidentChange(u.clone())))
+                        Some(Ok(IncidentChange::new(u.clone())))
                     }
                     _ => None,
                 },

@@ -6,10 +6,19 @@
 //!
 //! None of them depends on the viewer: access is decided on the incident
 //! itself before anything nested is resolved.
+//!
+//! A DataLoader batches the keys that arrive within its short delay, which
+//! depends on timing: a long list resolved on a busy machine would be split
+//! into several batches. [`Prefetch`] makes the batching deterministic: the
+//! objects of one list share a `Prefetch` holding every key of the list, and
+//! the first nested field resolved asks the DataLoader for all of them in
+//! one call; the rest of the list reads the result.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 
-use async_graphql::dataloader::Loader;
+use async_graphql::Context;
+use async_graphql::dataloader::{DataLoader, Loader};
 use sea_orm::sea_query::{Asterisk, Expr, ExprTrait, Order, Query, WindowStatement};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoIdentity, QueryFilter,
@@ -21,6 +30,45 @@ use crate::auth::entity::user;
 use crate::auth::service::users_by_ids;
 use crate::error::AppResult;
 use crate::pagination::{Cursor, after_condition};
+
+/// The keys of one list of objects, looked up together on first use.
+pub struct Prefetch<K, V> {
+    keys: Vec<K>,
+    cell: tokio::sync::OnceCell<HashMap<K, V>>,
+}
+
+impl<K, V> Prefetch<K, V>
+where
+    K: Send + Sync + Hash + Eq + Clone + 'static,
+    V: Send + Sync + Clone + 'static,
+{
+    /// A prefetch of these keys (duplicates are dropped).
+    pub fn new(keys: impl IntoIterator<Item = K>) -> Self {
+        let mut seen = std::collections::HashSet::new();
+        let keys = keys
+            .into_iter()
+            .filter(|k| seen.insert(k.clone()))
+            .collect();
+        Prefetch {
+            keys,
+            cell: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The values of every key, loaded once through the request's `L` loader.
+    pub async fn get<L>(&self, ctx: &Context<'_>) -> async_graphql::Result<&HashMap<K, V>>
+    where
+        L: Loader<K, Value = V, Error = async_graphql::Error>,
+    {
+        self.cell
+            .get_or_try_init(|| async {
+                ctx.data_unchecked::<DataLoader<L>>()
+                    .load_many(self.keys.iter().cloned())
+                    .await
+            })
+            .await
+    }
+}
 
 fn gql(e: crate::error::AppError) -> async_graphql::Error {
     e.into()
@@ -277,7 +325,6 @@ impl Loader<Uuid> for ChangeCountLoader {
 
 /// Attaches this domain's loaders to a request.
 pub fn attach(request: async_graphql::Request, db: &DatabaseConnection) -> async_graphql::Request {
-    use async_graphql::dataloader::DataLoader;
     request
         .data(DataLoader::new(UserLoader(db.clone()), tokio::spawn))
         .data(DataLoader::new(NotesLoader(db.clone()), tokio::spawn))

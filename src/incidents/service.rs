@@ -485,9 +485,9 @@ pub async fn open_for_alert(
     state: &AppState,
     alert: &FiringAlert,
 ) -> AppResult<Option<incident::Model>> {
-    let now = util::now();
     let txn = state.db.begin().await?;
     lock_instance(&txn, state.backend, alert.instance_id).await?;
+    let now = util::now();
     let linked = Query::select()
         .column(incident_alert::Column::IncidentId)
         .from(incident_alert::Entity)
@@ -754,11 +754,12 @@ async fn change_incident(
     id: Uuid,
     op: Op,
 ) -> AppResult<incident::Model> {
-    let now = util::now();
     let txn = state.db.begin().await?;
     let Some(current) = lock_incident(&txn, state.backend, id).await? else {
         return Err(not_found());
     };
+    // Read the clock under the lock, so the audit order is the commit order.
+    let now = util::now();
     if !can_see(actor, &current) {
         return Err(not_found());
     }
@@ -879,12 +880,12 @@ pub async fn add_note(
     body: &str,
 ) -> AppResult<note::Model> {
     let body = model::text("body", body, true)?;
-    let now = util::now();
     let txn = state.db.begin().await?;
     let inc = lock_incident(&txn, state.backend, incident_id)
         .await?
         .filter(|i| can_see(actor, i))
         .ok_or_else(not_found)?;
+    let now = util::now();
     let created = note::ActiveModel {
         id: Set(Uuid::now_v7()),
         incident_id: Set(incident_id),
@@ -968,9 +969,9 @@ pub async fn edit_note(
     body: &str,
 ) -> AppResult<note::Model> {
     let body = model::text("body", body, true)?;
-    let now = util::now();
     let txn = state.db.begin().await?;
     let (found, inc) = lock_note(state, &txn, actor, note_id).await?;
+    let now = util::now();
     if found.author_id != Some(actor.user_id) {
         return Err(AppError::forbidden("you may only edit your own notes"));
     }
@@ -1002,9 +1003,9 @@ pub async fn delete_note(
     actor: &Identity,
     note_id: Uuid,
 ) -> AppResult<note::Model> {
-    let now = util::now();
     let txn = state.db.begin().await?;
     let (found, inc) = lock_note(state, &txn, actor, note_id).await?;
+    let now = util::now();
     if found.author_id != Some(actor.user_id) && !actor.has_role(Role::Moderator) {
         return Err(AppError::forbidden("you may only delete your own notes"));
     }

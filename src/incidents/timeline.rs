@@ -251,6 +251,18 @@ impl Timeline {
         json_text(backend, key).in_subquery(sub.to_owned())
     }
 
+    /// The incident's changes, except note additions (the note itself is
+    /// its own entry).
+    fn changes_cond(&self) -> Condition {
+        Condition::all()
+            .add(change::Column::IncidentId.eq(self.incident.id))
+            .add(
+                Condition::any()
+                    .add(change::Column::Field.ne("note"))
+                    .add(change::Column::OldValue.is_not_null()),
+            )
+    }
+
     fn events_where(&self, backend: DatabaseBackend, q: &mut SelectStatement) {
         let mut member = self.base_cond();
         for key in CORRELATION_TAGS {
@@ -350,7 +362,7 @@ impl Timeline {
         after: Option<Cursor>,
         take: u64,
     ) -> AppResult<Vec<Entry>> {
-        let mut q = change::Entity::find().filter(change::Column::IncidentId.eq(self.incident.id));
+        let mut q = change::Entity::find().filter(self.changes_cond());
         if let Some(c) = &after {
             q = q.filter(after_condition(
                 change::Column::At,
@@ -456,7 +468,7 @@ impl Timeline {
         let mut total = 0;
         if self.selection.wants(EntryKind::Change) {
             total += change::Entity::find()
-                .filter(change::Column::IncidentId.eq(self.incident.id))
+                .filter(self.changes_cond())
                 .count(db)
                 .await?;
         }

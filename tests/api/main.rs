@@ -5,5 +5,6 @@ mod common;
 
 mod auth;
 mod conformance;
+mod incidents;
 mod process;
 mod transport;
