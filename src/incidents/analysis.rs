@@ -369,6 +369,9 @@ async fn first_errors(
         .collect())
 }
 
+/// A series id, its sums and its `(window mean, baseline mean, stddev, z)`.
+type Scored = (i64, SeriesSums, (f64, f64, f64, f64));
+
 async fn metric_deviations(
     db: &impl ConnectionTrait,
     span: &Span,
@@ -390,7 +393,7 @@ async fn metric_deviations(
         .and_where(sample::Column::Timestamp.gte(span.baseline_start))
         .and_where(sample::Column::Timestamp.lte(span.window_end))
         .group_by_col(sample::Column::SeriesId);
-    let mut scored: Vec<(i64, SeriesSums, (f64, f64, f64, f64))> = Vec::new();
+    let mut scored: Vec<Scored> = Vec::new();
     for row in db.query_all(&q).await? {
         let id: i64 = row.try_get("", "series_id")?;
         let wn: i64 = row.try_get("", "wn")?;

@@ -17,22 +17,22 @@ use uuid::Uuid;
 
 use super::analysis::{self, Analysis};
 use super::entity::{analysis as analysis_row, change, incident, incident_alert, note};
+use super::live;
 use super::loader::{
     AlertLinksLoader, AnalysisLoader, ChangeCountLoader, ChangesLoader, NoteCountLoader,
     NotesLoader, PageKey, Prefetch, UserLoader,
 };
 use super::model::{self, Severity, Status};
-use super::service::{self, IncidentEvent, IncidentFilter, IncidentPatch, NewIncident, Patch};
+use super::service::{self, IncidentFilter, IncidentPatch, NewIncident, Patch};
 use super::timeline::{self, EntryKind, Selection, Timeline, Window};
 use crate::auth::Role;
 use crate::auth::entity::user;
 use crate::auth::graphql::User;
 use crate::auth::guard::{ContextExt, RoleGuard};
-use crate::error::{AppError, ErrorCode};
+use crate::error::AppError;
 use crate::events::Level;
 use crate::graphql::{TotalCount, parse_id};
 use crate::pagination::{Cursor, Page, PageArgs};
-use crate::pubsub::Delivery;
 
 /// How bad an incident is.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -1396,16 +1396,6 @@ impl IncidentMutation {
     }
 }
 
-fn lagged(n: u64, resume: &str) -> async_graphql::Error {
-    AppError::new(
-        ErrorCode::Unavailable,
-        format!(
-            "this subscriber fell behind and up to {n} incident notifications were skipped; {resume}"
-        ),
-    )
-    .into()
-}
-
 /// Live incident updates.
 #[derive(Default)]
 pub struct IncidentSubscription;
@@ -1421,18 +1411,7 @@ impl IncidentSubscription {
         let me = ctx.identity()?.clone();
         let stream = ctx.state().hub.topics().incidents.subscribe();
         Ok(stream.filter_map(move |d| {
-            let item = match d {
-                Delivery::Item(ev) => match &*ev {
-                    IncidentEvent::Created(m) if service::can_see(&me, m) => {
-                        Some(Ok(Incident::one(m.clone())))
-                    }
-                    _ => None,
-                },
-                Delivery::Lagged(n) => Some(Err(lagged(
-                    n,
-                    "list `incidents` to catch up, then keep reading this stream",
-                ))),
-            };
+            let item = live::created_for(&me, d).map(|r| r.map(Incident::one).map_err(Into::into));
             async move { item }
         }))
     }
@@ -1451,20 +1430,8 @@ impl IncidentSubscription {
         let stream = ctx.state().hub.topics().incidents.subscribe();
         service::get(&ctx.state().db, &me, id).await?;
         Ok(stream.filter_map(move |d| {
-            let item = match d {
-                Delivery::Item(ev) => match &*ev {
-                    IncidentEvent::Updated(u)
-                        if u.incident.id == id && service::can_see(&me, &u.incident) =>
-                    {
-                        Some(Ok(IncidentChange::new(u.clone())))
-                    }
-                    _ => None,
-                },
-                Delivery::Lagged(n) => Some(Err(lagged(
-                    n,
-                    "re-read `incident(id)` (its `changes` hold every change) and keep reading this stream",
-                ))),
-            };
+            let item = live::updated_for(&me, id, d)
+                .map(|r| r.map(IncidentChange::new).map_err(Into::into));
             async move { item }
         }))
     }

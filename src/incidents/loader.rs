@@ -247,7 +247,7 @@ impl Loader<Uuid> for AlertLinksLoader {
             out.entry(r.incident_id).or_default().push(r);
         }
         for v in out.values_mut() {
-            v.sort_by(|a, b| (a.linked_at, a.instance_id).cmp(&(b.linked_at, b.instance_id)));
+            v.sort_by_key(|a| (a.linked_at, a.instance_id));
         }
         Ok(out)
     }

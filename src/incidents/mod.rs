@@ -6,12 +6,14 @@
 //! transitions, [`service`] applies changes (one transaction each, audited,
 //! published after commit), [`timeline`] merges the incident's story with
 //! the events and alerts around it, [`analysis`] ranks likely causes,
-//! [`loader`] batches nested lookups and [`graphql`] exposes it all.
+//! [`loader`] batches nested lookups, [`live`] decides what each subscriber
+//! receives and [`graphql`] exposes it all.
 
 pub mod analysis;
 pub mod entity;
 pub mod graphql;
 pub mod lifecycle;
+pub mod live;
 pub mod loader;
 pub mod model;
 pub mod service;

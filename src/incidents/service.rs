@@ -331,7 +331,7 @@ async fn lock_incident(
             incident::Entity::update_many()
                 .col_expr(
                     incident::Column::UpdatedAt,
-                    Expr::col(incident::Column::UpdatedAt).into(),
+                    Expr::col(incident::Column::UpdatedAt),
                 )
                 .filter(incident::Column::Id.eq(id))
                 .exec(txn)
@@ -363,7 +363,7 @@ async fn lock_instance(
             incident_alert::Entity::update_many()
                 .col_expr(
                     incident_alert::Column::LinkedAt,
-                    Expr::col(incident_alert::Column::LinkedAt).into(),
+                    Expr::col(incident_alert::Column::LinkedAt),
                 )
                 .filter(incident_alert::Column::InstanceId.eq(instance))
                 .exec(txn)
@@ -936,10 +936,7 @@ async fn lock_note(
     if state.backend == Backend::Sqlite {
         // Become SQLite's single writer before reading anything.
         note::Entity::update_many()
-            .col_expr(
-                note::Column::UpdatedAt,
-                Expr::col(note::Column::UpdatedAt).into(),
-            )
+            .col_expr(note::Column::UpdatedAt, Expr::col(note::Column::UpdatedAt))
             .filter(note::Column::Id.eq(note_id))
             .exec(txn)
             .await?;

@@ -9,7 +9,8 @@
 //! `sources`, when they are at `warn` or above (from any source), or when
 //! they share a correlation tag (`trace_id`, `request_id`,
 //! `correlation_id`) with such an event (one hop). Each entry says why it is
-//! there.
+//! there. A note is shown once, as its NOTE entry: the audit record of its
+//! addition is left out, while edits and deletions appear as CHANGE entries.
 //!
 //! Each kind is one indexed range scan that stops after the page (keyset on
 //! `(time, id)`); the correlation test is an uncorrelated subquery over the

@@ -73,8 +73,7 @@ async fn statements_for_list(app: &TestApp, viewer: &Identity, expect: usize) ->
         assert_eq!(n["notes"]["nodes"].as_array().unwrap().len(), 2);
         assert_eq!(n["changes"]["nodes"][0]["field"], "created");
     }
-    let s = c.statements.lock().unwrap().clone();
-    s
+    c.statements.lock().unwrap().clone()
 }
 
 /// One statement for the page, one per nested list, and at most three for
