@@ -21,14 +21,15 @@ use uuid::Uuid;
 use crate::auth::graphql::{AuthMutation, AuthQuery};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::state::AppState;
+use crate::tasks::graphql::{TaskMutation, TaskQuery};
 
 /// The root query type.
 #[derive(MergedObject, Default)]
-pub struct Query(AuthQuery);
+pub struct Query(AuthQuery, TaskQuery);
 
 /// The root mutation type.
 #[derive(MergedObject, Default)]
-pub struct Mutation(AuthMutation);
+pub struct Mutation(AuthMutation, TaskMutation);
 
 /// The root subscription type.
 pub type Subscription = async_graphql::EmptySubscription;

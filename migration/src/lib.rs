@@ -8,6 +8,8 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_auth;
 mod m20261128_000002_events_metrics;
+mod m20261128_000040_tasks;
+mod m20261128_000041_metric_rollups;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -18,6 +20,8 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261128_000001_auth::Migration),
             Box::new(m20261128_000002_events_metrics::Migration),
+            Box::new(m20261128_000040_tasks::Migration),
+            Box::new(m20261128_000041_metric_rollups::Migration),
         ]
     }
 }

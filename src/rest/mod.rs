@@ -3,6 +3,7 @@
 //! over the same services the GraphQL API uses.
 
 pub mod auth;
+pub mod stats;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -22,7 +23,7 @@ use crate::http::Server;
 
 /// All REST routes.
 pub fn router() -> Router<Server> {
-    Router::new().merge(auth::router())
+    Router::new().merge(auth::router()).merge(stats::router())
 }
 
 /// A successful response: `{"success": true, "data": …}`.

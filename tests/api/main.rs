@@ -6,4 +6,5 @@ mod common;
 mod auth;
 mod conformance;
 mod process;
+mod tasks;
 mod transport;
