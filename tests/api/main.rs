@@ -6,5 +6,6 @@ mod common;
 mod auth;
 mod conformance;
 mod process;
+mod prometheus;
 mod tasks;
 mod transport;
