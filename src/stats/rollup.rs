@@ -222,6 +222,24 @@ pub async fn fold(db: &DatabaseConnection, bounds: &[f64]) -> AppResult<FoldRepo
         settled.max(from)
     };
 
+    let stored_holders: Option<Vec<String>> = state
+        .candidate_holders
+        .as_ref()
+        .and_then(|v| serde_json::from_value(v.clone()).ok());
+    let candidate_unchanged = match &candidate {
+        None => true,
+        Some((id, holders)) => {
+            *id == state.candidate_id && Some(holders) == stored_holders.as_ref()
+        }
+    };
+    if samples.is_empty() && to == from && candidate_unchanged {
+        // Nothing new: no write at all.
+        return Ok(FoldReport {
+            folded: 0,
+            watermark: from,
+            caught_up: true,
+        });
+    }
     let now = util::now();
     let txn = db.begin().await?;
     // Compare-and-set first: it serialises concurrent folds (and on SQLite

@@ -371,6 +371,23 @@ pub async fn claim(
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
 ) -> AppResult<Option<task::Model>> {
+    // A read through the partial due-task index first, so an idle poll
+    // takes no write lock.
+    let due = task::Entity::find()
+        .select_only()
+        .column(task::Column::Id)
+        .filter(task::Column::Status.is_in([
+            TaskStatus::Pending.as_str(),
+            TaskStatus::Failed.as_str(),
+        ]))
+        .filter(task::Column::RunAfter.lte(now))
+        .limit(1)
+        .into_tuple::<Uuid>()
+        .one(db)
+        .await?;
+    if due.is_none() {
+        return Ok(None);
+    }
     let backend = Backend::of(db);
     let lock = match backend {
         Backend::Postgres => " FOR UPDATE SKIP LOCKED",
@@ -493,6 +510,20 @@ pub async fn fail(
 /// attempts remain, and are dead otherwise. Returns how many were returned
 /// and how many died.
 pub async fn reap_expired(db: &DatabaseConnection, now: DateTime<Utc>) -> AppResult<(u64, u64)> {
+    // A read through the partial lease index first, so the common case
+    // (nothing expired) takes no write lock.
+    let any = task::Entity::find()
+        .select_only()
+        .column(task::Column::Id)
+        .filter(task::Column::Status.eq(TaskStatus::Running.as_str()))
+        .filter(task::Column::LeaseExpiresAt.lt(now))
+        .limit(1)
+        .into_tuple::<Uuid>()
+        .one(db)
+        .await?;
+    if any.is_none() {
+        return Ok((0, 0));
+    }
     let message = "the worker stopped renewing its lease (it crashed, hung or lost the database)";
     let expired = |q: sea_orm::UpdateMany<task::Entity>| {
         q.filter(task::Column::Status.eq(TaskStatus::Running.as_str()))
