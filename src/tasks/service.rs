@@ -376,10 +376,9 @@ pub async fn claim(
     let due = task::Entity::find()
         .select_only()
         .column(task::Column::Id)
-        .filter(task::Column::Status.is_in([
-            TaskStatus::Pending.as_str(),
-            TaskStatus::Failed.as_str(),
-        ]))
+        .filter(
+            task::Column::Status.is_in([TaskStatus::Pending.as_str(), TaskStatus::Failed.as_str()]),
+        )
         .filter(task::Column::RunAfter.lte(now))
         .limit(1)
         .into_tuple::<Uuid>()

@@ -1141,3 +1141,60 @@ async fn every_task_operation_requires_a_moderator() {
         .await;
     assert!(d["task"]["createdById"].is_string());
 }
+
+#[tokio::test]
+async fn a_long_attempt_renews_its_lease_so_nobody_else_takes_the_task() {
+    let app = TestApp::spawn_with(|c| c.task_lease = Duration::from_secs(1)).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    app.state.tasks.register(
+        "test_long",
+        "takes three lease lengths",
+        Options::default(),
+        handler_fn(move |_| {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                Ok(json!("done"))
+            }
+        }),
+    );
+    let t = enqueue(&app, "test_long", json!({})).await;
+    let state = app.state.clone();
+    let first =
+        tokio::spawn(
+            async move { sightline::tasks::worker::try_execute_task(&state, "first").await },
+        );
+    wait_until(
+        Duration::from_secs(10),
+        "the first worker to claim it",
+        || {
+            let app = &app;
+            async move {
+                let row = reload(app, t.id).await;
+                if row.locked_by.as_deref() == Some("first") {
+                    Ok(())
+                } else {
+                    Err(format!("{} {:?}", row.status, row.locked_by))
+                }
+            }
+        },
+    )
+    .await;
+    // Another worker keeps looking while the first one runs.
+    let until = std::time::Instant::now() + Duration::from_millis(2500);
+    while std::time::Instant::now() < until {
+        let out = sightline::tasks::worker::try_execute_task(&app.state, "second")
+            .await
+            .unwrap();
+        assert_eq!(out, Outcome::Idle);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = first.await.unwrap().unwrap();
+    assert!(matches!(out, Outcome::Succeeded { .. }), "{out:?}");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    let done = reload(&app, t.id).await;
+    assert_eq!(done.attempts, 1);
+    assert_eq!(done.result, Some(json!("done")));
+}
