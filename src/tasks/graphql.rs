@@ -3,7 +3,7 @@
 //! statistics.
 
 use async_graphql::connection::{Connection, Edge};
-use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
+use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -73,8 +73,8 @@ impl Task {
         &self.0.task_type
     }
     /// The handler's input.
-    async fn payload(&self) -> Json<Value> {
-        Json(self.0.payload.clone())
+    async fn payload(&self) -> &Value {
+        &self.0.payload
     }
     /// Where it is in its life cycle.
     async fn status(&self) -> GqlTaskStatus {
@@ -113,8 +113,8 @@ impl Task {
         self.0.last_error.as_deref()
     }
     /// What the handler returned, once succeeded.
-    async fn result(&self) -> Option<Json<Value>> {
-        self.0.result.clone().map(Json)
+    async fn result(&self) -> Option<&Value> {
+        self.0.result.as_ref()
     }
     /// At most one pending, running or failed task has a given dedupe key.
     async fn dedupe_key(&self) -> Option<&str> {
@@ -182,7 +182,7 @@ pub struct EnqueueTaskInput {
     /// A registered task type (see `taskStats.registeredTypes`).
     pub task_type: String,
     /// The handler's input: a JSON object (default `{}`), at most 256 KB.
-    pub payload: Option<Json<Value>>,
+    pub payload: Option<Value>,
     /// Not before this time (default: now; at most 366 days ahead).
     pub run_after: Option<DateTime<Utc>>,
     /// Higher runs first, -1000 to 1000 (default 0).
@@ -385,7 +385,7 @@ impl TaskMutation {
     ) -> async_graphql::Result<Task> {
         let new = NewTask {
             task_type: input.task_type,
-            payload: input.payload.map(|j| j.0).unwrap_or(Value::Null),
+            payload: input.payload.unwrap_or(Value::Null),
             run_after: input.run_after,
             priority: input.priority,
             max_attempts: input.max_attempts,
