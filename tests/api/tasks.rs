@@ -892,6 +892,14 @@ async fn enqueue_checks_the_type_and_the_payload() {
             json!({"taskType": "monitoring_data_retention", "runAfter": "9999-01-01T00:00:00Z"}),
             "runAfter",
         ),
+        (
+            json!({"taskType": "monitoring_data_retention", "payload": {"big": "x".repeat(300 * 1024)}}),
+            "payload",
+        ),
+        (
+            json!({"taskType": "monitoring_data_retention", "dedupeKey": ""}),
+            "dedupeKey",
+        ),
         (json!({"taskType": "x\u{0}"}), "taskType"),
         (json!({"taskType": "x".repeat(100)}), "taskType"),
     ] {
@@ -1035,6 +1043,10 @@ async fn tasks_can_be_listed_filtered_paged_and_counted() {
         (
             json!({"f": {"from": "2030-01-01T00:00:00Z", "to": "2020-01-01T00:00:00Z"}}),
             "filter.from",
+        ),
+        (
+            json!({"f": {"taskType": "t".repeat(500)}}),
+            "filter.taskType",
         ),
     ] {
         let v = app.gql(Some(&moderator), list, vars.clone()).await;
