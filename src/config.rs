@@ -189,6 +189,162 @@ pub struct Config {
         global = true
     )]
     pub metric_retention_days: u32,
+
+    /// Finished tasks (succeeded, dead, cancelled) older than this many days are deleted by retention.
+    #[arg(
+        long,
+        env = "SIGHTLINE_TASK_RETENTION_DAYS",
+        default_value_t = 7,
+        global = true
+    )]
+    pub task_retention_days: u32,
+
+    /// How often the data retention task runs.
+    #[arg(long, env = "SIGHTLINE_RETENTION_INTERVAL", default_value = "1h", value_parser = parse_duration, global = true)]
+    pub retention_interval: Duration,
+
+    /// Rows deleted per retention batch (each batch is one short transaction).
+    #[arg(
+        long,
+        env = "SIGHTLINE_RETENTION_BATCH",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(1..=100_000),
+        global = true
+    )]
+    pub retention_batch: u64,
+
+    /// Number of background task workers in this process (0 runs none: tasks
+    /// wait for another replica).
+    #[arg(
+        long,
+        env = "SIGHTLINE_TASK_WORKERS",
+        default_value_t = 2,
+        value_parser = clap::value_parser!(u64).range(0..=64),
+        global = true
+    )]
+    pub task_workers: u64,
+
+    /// How often an idle worker looks for due tasks (new tasks enqueued in
+    /// this process wake workers at once).
+    #[arg(long, env = "SIGHTLINE_TASK_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration, global = true)]
+    pub task_poll_interval: Duration,
+
+    /// How long a worker's claim on a task lasts without renewal; the task of a
+    /// crashed worker returns to the queue after this.
+    #[arg(long, env = "SIGHTLINE_TASK_LEASE", default_value = "60s", value_parser = parse_duration, global = true)]
+    pub task_lease: Duration,
+
+    /// Longest one task attempt may run before it is stopped and counted as failed
+    /// (handlers may set a shorter limit of their own).
+    #[arg(long, env = "SIGHTLINE_TASK_TIMEOUT", default_value = "5m", value_parser = parse_duration, global = true)]
+    pub task_timeout: Duration,
+
+    /// Attempts a task gets before it is marked dead (unless enqueued with its own limit).
+    #[arg(
+        long,
+        env = "SIGHTLINE_TASK_MAX_ATTEMPTS",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u32).range(1..=100),
+        global = true
+    )]
+    pub task_max_attempts: u32,
+
+    /// Delay before the first retry; each further retry doubles it (with jitter).
+    #[arg(long, env = "SIGHTLINE_TASK_BACKOFF_BASE", default_value = "5s", value_parser = parse_duration, global = true)]
+    pub task_backoff_base: Duration,
+
+    /// Longest delay between retries.
+    #[arg(long, env = "SIGHTLINE_TASK_BACKOFF_MAX", default_value = "1h", value_parser = parse_duration, global = true)]
+    pub task_backoff_max: Duration,
+
+    /// Whether this process enqueues periodic tasks (several replicas may all
+    /// run it: each period is enqueued once).
+    #[arg(long, env = "SIGHTLINE_SCHEDULER", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub scheduler: bool,
+
+    /// How often the scheduler checks for due periodic tasks and expired leases.
+    #[arg(long, env = "SIGHTLINE_SCHEDULER_TICK", default_value = "1s", value_parser = parse_duration, global = true)]
+    pub scheduler_tick: Duration,
+
+    /// How often event enrichment (fingerprints, level, correlation tags) sweeps new events.
+    #[arg(long, env = "SIGHTLINE_EVENT_PROCESSING_INTERVAL", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub event_processing_interval: Duration,
+
+    /// Events enriched per event-processing transaction.
+    #[arg(
+        long,
+        env = "SIGHTLINE_EVENT_PROCESSING_BATCH",
+        default_value_t = 500,
+        value_parser = clap::value_parser!(u64).range(1..=10_000),
+        global = true
+    )]
+    pub event_processing_batch: u64,
+
+    /// Who may read `GET /metrics`: `public` (anyone) or `bearer` (any valid
+    /// session token or API key).
+    #[arg(
+        long,
+        env = "SIGHTLINE_METRICS_AUTH",
+        value_enum,
+        default_value = "bearer",
+        global = true
+    )]
+    pub metrics_auth: MetricsAuth,
+
+    /// Largest Prometheus exposition, in bytes; families beyond it are left out
+    /// and a `# truncated` comment says so.
+    #[arg(long, env = "SIGHTLINE_PROMETHEUS_MAX_BYTES", default_value = "4MiB", value_parser = parse_bytes, global = true)]
+    pub prometheus_max_bytes: usize,
+
+    /// Most stored series one exposition reads.
+    #[arg(
+        long,
+        env = "SIGHTLINE_PROMETHEUS_MAX_SERIES",
+        default_value_t = 20_000,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000),
+        global = true
+    )]
+    pub prometheus_max_series: u64,
+
+    /// Upper bounds of the histogram buckets the exposition writes for stored
+    /// histograms (ascending, comma-separated; `+Inf` is always added).
+    #[arg(
+        long,
+        env = "SIGHTLINE_HISTOGRAM_BUCKETS",
+        value_delimiter = ',',
+        default_value = "0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10",
+        value_parser = parse_bucket_bound,
+        global = true
+    )]
+    pub histogram_buckets: Vec<f64>,
+
+    /// Window over which stored summaries' quantiles (0.5, 0.9, 0.99) are computed.
+    #[arg(long, env = "SIGHTLINE_SUMMARY_WINDOW", default_value = "10m", value_parser = parse_duration, global = true)]
+    pub summary_window: Duration,
+}
+
+/// Who may read `GET /metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MetricsAuth {
+    /// Anyone who can reach the server.
+    Public,
+    /// Callers with a valid bearer token (session or API key, any role).
+    Bearer,
+}
+
+/// Parses one histogram bucket bound: a finite number.
+pub fn parse_bucket_bound(input: &str) -> Result<f64, String> {
+    let v: f64 = input
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid bucket bound `{input}`: expected a number"))?;
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(format!(
+            "invalid bucket bound `{input}`: must be finite (+Inf is always added)"
+        ))
+    }
 }
 
 impl Config {
@@ -215,6 +371,37 @@ impl Config {
         } else {
             self.addr.clone()
         }
+    }
+
+    /// Checks settings that depend on each other; the message names the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.histogram_buckets.is_empty() {
+            return Err("SIGHTLINE_HISTOGRAM_BUCKETS must list at least one bound".to_owned());
+        }
+        if !self.histogram_buckets.windows(2).all(|w| w[0] < w[1]) {
+            return Err("SIGHTLINE_HISTOGRAM_BUCKETS must be strictly ascending".to_owned());
+        }
+        if self.task_lease < Duration::from_secs(1) {
+            return Err("SIGHTLINE_TASK_LEASE must be at least 1s".to_owned());
+        }
+        if self.task_timeout.is_zero() {
+            return Err("SIGHTLINE_TASK_TIMEOUT must be positive".to_owned());
+        }
+        for (name, d) in [
+            ("SIGHTLINE_TASK_POLL_INTERVAL", self.task_poll_interval),
+            ("SIGHTLINE_SCHEDULER_TICK", self.scheduler_tick),
+            ("SIGHTLINE_RETENTION_INTERVAL", self.retention_interval),
+            (
+                "SIGHTLINE_EVENT_PROCESSING_INTERVAL",
+                self.event_processing_interval,
+            ),
+            ("SIGHTLINE_SUMMARY_WINDOW", self.summary_window),
+        ] {
+            if d.is_zero() {
+                return Err(format!("{name} must be positive"));
+            }
+        }
+        Ok(())
     }
 
     /// Whether the database is PostgreSQL (otherwise SQLite).
@@ -331,6 +518,26 @@ mod tests {
         assert_eq!(c.metric_retention_days, 90);
         assert_eq!(c.session_ttl, Duration::from_secs(86_400));
         assert!(!c.is_postgres());
+        assert_eq!(c.task_workers, 2);
+        assert_eq!(c.metrics_auth, MetricsAuth::Bearer);
+        assert_eq!(
+            c.histogram_buckets,
+            crate::metrics::aggregate::DEFAULT_BUCKETS
+        );
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn bucket_bounds_must_be_finite_and_ascending() {
+        assert!(parse_bucket_bound("inf").is_err());
+        assert!(parse_bucket_bound("NaN").is_err());
+        assert!(parse_bucket_bound("x").is_err());
+        assert_eq!(parse_bucket_bound(" 2.5 ").unwrap(), 2.5);
+        let mut c = Config::for_tests("sqlite::memory:");
+        c.histogram_buckets = vec![1.0, 0.5];
+        assert!(c.validate().unwrap_err().contains("ascending"));
+        c.histogram_buckets = vec![];
+        assert!(c.validate().is_err());
     }
 
     #[test]

@@ -22,14 +22,15 @@ use crate::auth::graphql::{AuthMutation, AuthQuery};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::incidents::graphql::{IncidentMutation, IncidentQuery, IncidentSubscription};
 use crate::state::AppState;
+use crate::tasks::graphql::{TaskMutation, TaskQuery};
 
 /// The root query type.
 #[derive(MergedObject, Default)]
-pub struct Query(AuthQuery, IncidentQuery);
+pub struct Query(AuthQuery, IncidentQuery, TaskQuery);
 
 /// The root mutation type.
 #[derive(MergedObject, Default)]
-pub struct Mutation(AuthMutation, IncidentMutation);
+pub struct Mutation(AuthMutation, IncidentMutation, TaskMutation);
 
 /// The root subscription type.
 #[derive(MergedSubscription, Default)]

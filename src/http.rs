@@ -61,6 +61,12 @@ pub fn router(server: Server) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
         ))
+        // Outermost, so it sees every status the layers above produce;
+        // `Router::layer` runs it after routing, so the route template is known.
+        .layer(axum::middleware::from_fn_with_state(
+            server.state.http_metrics.clone(),
+            crate::stats::telemetry::track,
+        ))
         .with_state(server)
 }
 

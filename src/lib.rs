@@ -23,6 +23,8 @@ pub mod playground;
 pub mod pubsub;
 pub mod rest;
 pub mod state;
+pub mod stats;
+pub mod tasks;
 pub mod util;
 pub mod ws;
 
@@ -59,6 +61,9 @@ pub enum StartupError {
     /// The first admin could not be created.
     #[error("cannot create the initial admin: {}", .0.describe())]
     Admin(AppError),
+    /// Settings contradict each other.
+    #[error("invalid configuration: {0}")]
+    Config(String),
 }
 
 /// A built, bound, not yet serving server.
@@ -85,6 +90,7 @@ impl Application {
     /// Opens and migrates the database, creates the first admin on an empty
     /// database, and binds the listen address.
     pub async fn build(config: Config) -> Result<Application, StartupError> {
+        config.validate().map_err(StartupError::Config)?;
         let db = db::connect(&config).await?;
         db::migrate(&db).await?;
         let initial_admin_password =
@@ -104,6 +110,11 @@ impl Application {
             source,
         })?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let task_registry = Arc::new(tasks::TaskRegistry::new(
+            config.task_timeout,
+            config.task_max_attempts,
+        ));
+        tasks::handlers::register_monitoring_handlers(&task_registry);
         let state = AppState {
             backend: Backend::of(&db),
             db,
@@ -115,6 +126,8 @@ impl Application {
             hub: Hub::new(),
             ws_tracker: Arc::new(ws::ConnectionTracker::default()),
             shutdown: shutdown_rx,
+            tasks: task_registry,
+            http_metrics: Arc::new(stats::telemetry::HttpMetrics::default()),
         };
         Ok(Application {
             listener,
@@ -203,12 +216,26 @@ impl Application {
         });
         let mut stop = state.shutdown.clone();
         let serving = tokio::spawn(async move { serve.await });
+        // Background work: task workers and the scheduler stop taking new
+        // work at shutdown and finish what they run within the grace period.
+        let mut background = tasks::worker::spawn_workers(&state);
+        if state.config.scheduler {
+            background.push(tasks::scheduler::spawn(&state));
+        }
         let _ = stop.wait_for(|s| *s).await;
         let drained = tokio::time::timeout(grace, async {
             let _ = serving.await;
             tracker.wait_idle().await;
+            for handle in &mut background {
+                let _ = handle.await;
+            }
         })
         .await;
+        for handle in &background {
+            // Past the grace period: a task still running is abandoned; its
+            // lease expires and another worker retries it.
+            handle.abort();
+        }
         if drained.is_err() {
             tracing::warn!(
                 timeout = ?grace,

@@ -27,4 +27,8 @@ pub struct AppState {
     pub ws_tracker: Arc<crate::ws::ConnectionTracker>,
     /// Becomes `true` when the server starts shutting down.
     pub shutdown: watch::Receiver<bool>,
+    /// Background task handlers of this process, and the workers' wake-up signal.
+    pub tasks: Arc<crate::tasks::TaskRegistry>,
+    /// HTTP request counts and latencies, for the Prometheus exposition.
+    pub http_metrics: Arc<crate::stats::telemetry::HttpMetrics>,
 }

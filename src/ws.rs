@@ -45,11 +45,13 @@ pub enum Protocol {
     Legacy,
 }
 
-/// Counts live WebSocket connections so shutdown can wait for them to close.
+/// Counts live WebSocket connections so shutdown can wait for them to close,
+/// and the operations (subscriptions) running on them, for the exposition.
 #[derive(Debug, Default)]
 pub struct ConnectionTracker {
     live: AtomicUsize,
     idle: Notify,
+    operations: AtomicUsize,
 }
 
 impl ConnectionTracker {
@@ -72,6 +74,25 @@ impl ConnectionTracker {
     fn enter(self: &Arc<Self>) -> TrackerGuard {
         self.live.fetch_add(1, Ordering::SeqCst);
         TrackerGuard(self.clone())
+    }
+
+    /// Number of operations (mostly subscriptions) running on open connections.
+    pub fn operations(&self) -> usize {
+        self.operations.load(Ordering::Relaxed)
+    }
+
+    fn operation(self: &Arc<Self>) -> OperationGuard {
+        self.operations.fetch_add(1, Ordering::Relaxed);
+        OperationGuard(self.clone())
+    }
+}
+
+/// Counts one running operation until dropped with its stream.
+struct OperationGuard(Arc<ConnectionTracker>);
+
+impl Drop for OperationGuard {
+    fn drop(&mut self) {
+        self.0.operations.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -359,12 +380,17 @@ impl Connection {
                 }
                 let ctx = self.operation_context().await?;
                 let request = prepare_request(request, &self.server.state, ctx);
+                let counted = self.server.state.ws_tracker.operation();
                 let stream: OpStream = self
                     .server
                     .schema
                     .execute_stream(request)
                     .map(Some)
                     .chain(stream::once(async { None }))
+                    .map(move |item| {
+                        let _running = &counted;
+                        item
+                    })
                     .boxed();
                 self.started.remove(&id);
                 self.ops.insert(id, stream);

@@ -9,6 +9,8 @@ pub use sea_orm_migration::prelude::*;
 mod m20261128_000001_auth;
 mod m20261128_000002_events_metrics;
 mod m20261128_000030_incidents;
+mod m20261128_000040_tasks;
+mod m20261128_000041_metric_rollups;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -20,6 +22,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_auth::Migration),
             Box::new(m20261128_000002_events_metrics::Migration),
             Box::new(m20261128_000030_incidents::Migration),
+            Box::new(m20261128_000040_tasks::Migration),
+            Box::new(m20261128_000041_metric_rollups::Migration),
         ]
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod incidents;
+pub mod stats;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -26,6 +27,7 @@ pub fn router() -> Router<Server> {
     Router::new()
         .merge(auth::router())
         .merge(incidents::router())
+        .merge(stats::router())
 }
 
 /// A successful response: `{"success": true, "data": …}`.

@@ -170,6 +170,11 @@ impl TestApp {
         init_tracing();
         let mut config = Config::for_tests(&db.url);
         config.admin_password = Some(ADMIN_PASSWORD.to_owned());
+        // Background work runs only when a test asks for it: tests drain the
+        // queue deterministically with `run_pending_tasks`, and the tests of
+        // the workers and the scheduler turn them on.
+        config.task_workers = 0;
+        config.scheduler = false;
         f(&mut config);
         let app = Application::build(config).await.expect("server starts");
         let addr = app.local_addr();

@@ -7,4 +7,6 @@ mod auth;
 mod conformance;
 mod incidents;
 mod process;
+mod prometheus;
+mod tasks;
 mod transport;

@@ -1,0 +1,219 @@
+//! `monitoring_event_processing`: enriches stored events with the rules of
+//! [`crate::tasks::enrich`]: a level read from the payload when the event has
+//! none, the grouping fingerprint, and `trace_id` / `request_id` tags lifted
+//! from the payload.
+//!
+//! When it runs: never on the ingest path. The scheduler enqueues a sweep
+//! every `SIGHTLINE_EVENT_PROCESSING_INTERVAL` (10 s by default, one live
+//! sweep at a time). A sweep takes events whose `fingerprint` is still null,
+//! oldest first, through the partial index `ix_events_unprocessed` (which
+//! holds only unprocessed events, so finding them costs nothing however
+//! large the table), and enriches them in batches of
+//! `SIGHTLINE_EVENT_PROCESSING_BATCH`, one transaction per batch, until none
+//! is left or its time budget is spent (the next sweep continues). Ingest
+//! pays only for one more index entry per event. A task may also name
+//! events to (re)process: `{"event_ids": [...]}`.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::error::FieldError;
+use crate::events::entity as event;
+use crate::tasks::enrich;
+use crate::tasks::registry::{TaskContext, TaskError};
+
+/// Most event ids one task may name.
+pub const MAX_EVENT_IDS: usize = 10_000;
+/// How long one sweep keeps taking batches.
+pub const SWEEP_BUDGET: Duration = Duration::from_secs(30);
+
+/// Checks a payload: `{}` (sweep), or `{"event_ids": [uuid, ...]}`, or
+/// `{"limit": n}` (sweep at most n events).
+pub fn validate(payload: &Value) -> Result<(), FieldError> {
+    super::only_keys(payload, &["event_ids", "limit"])?;
+    parse(payload).map(|_| ())
+}
+
+enum Mode {
+    Ids(Vec<Uuid>),
+    Sweep(Option<u64>),
+}
+
+fn parse(payload: &Value) -> Result<Mode, FieldError> {
+    if let Some(ids) = payload.get("event_ids") {
+        let Some(items) = ids.as_array() else {
+            return Err(FieldError::new(
+                "event_ids",
+                "event_ids must be an array of event ids",
+            ));
+        };
+        if items.is_empty() || items.len() > MAX_EVENT_IDS {
+            return Err(FieldError::new(
+                "event_ids",
+                format!("event_ids must hold 1 to {MAX_EVENT_IDS} ids"),
+            ));
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let id = item
+                .as_str()
+                .and_then(|s| Uuid::parse_str(s).ok())
+                .ok_or_else(|| {
+                    FieldError::new(format!("event_ids[{i}]"), "not a valid event id")
+                })?;
+            out.push(id);
+        }
+        if payload.get("limit").is_some() {
+            return Err(FieldError::new(
+                "limit",
+                "limit applies to sweeps; do not combine it with event_ids",
+            ));
+        }
+        return Ok(Mode::Ids(out));
+    }
+    match payload.get("limit") {
+        None | Some(Value::Null) => Ok(Mode::Sweep(None)),
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=1_000_000).contains(&n) => Ok(Mode::Sweep(Some(n))),
+            _ => Err(FieldError::new(
+                "limit",
+                "limit must be an integer from 1 to 1000000",
+            )),
+        },
+    }
+}
+
+/// Enriches `rows` in one transaction; returns how many changed.
+async fn enrich_rows(db: &DatabaseConnection, rows: Vec<event::Model>) -> Result<u64, TaskError> {
+    let txn = db.begin().await?;
+    let mut changed = 0;
+    for e in rows {
+        let level = enrich::normalized_level(e.level.as_deref(), &e.payload);
+        let fingerprint = enrich::fingerprint(&e.source, level, e.message.as_deref());
+        let tags = enrich::correlation_tags(&e.tags, &e.payload);
+        let level_text = level.map(|l| l.as_str().to_owned());
+        if e.fingerprint.as_deref() == Some(fingerprint.as_str())
+            && e.level == level_text
+            && tags.is_none()
+        {
+            continue;
+        }
+        let mut update = event::Entity::update_many()
+            .col_expr(event::Column::Fingerprint, Expr::value(Some(fingerprint)))
+            .filter(event::Column::Id.eq(e.id));
+        if e.level != level_text {
+            update = update.col_expr(event::Column::Level, Expr::value(level_text));
+        }
+        if let Some(tags) = tags {
+            update = update.col_expr(event::Column::Tags, Expr::value(Value::Object(tags)));
+        }
+        changed += update.exec(&txn).await?.rows_affected;
+    }
+    txn.commit().await?;
+    Ok(changed)
+}
+
+/// Runs one task.
+pub async fn run(ctx: TaskContext) -> Result<Value, TaskError> {
+    let mode = parse(&ctx.task.payload).map_err(|e| {
+        TaskError::Permanent(format!("invalid payload: {}: {}", e.field, e.message))
+    })?;
+    let db = &ctx.state.db;
+    let batch = ctx.state.config.event_processing_batch;
+    match mode {
+        Mode::Ids(ids) => {
+            let unique: Vec<Uuid> = ids
+                .into_iter()
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
+            let mut processed = 0;
+            let mut found = 0;
+            for chunk in unique.chunks(batch as usize) {
+                let rows = event::Entity::find()
+                    .filter(event::Column::Id.is_in(chunk.to_vec()))
+                    .all(db)
+                    .await?;
+                found += rows.len() as u64;
+                processed += enrich_rows(db, rows).await?;
+            }
+            Ok(json!({
+                "mode": "ids",
+                "requested": unique.len(),
+                "found": found,
+                "processed": processed,
+            }))
+        }
+        Mode::Sweep(limit) => {
+            let started = Instant::now();
+            let mut processed = 0u64;
+            let mut seen = 0u64;
+            let mut remaining = true;
+            while started.elapsed() < SWEEP_BUDGET {
+                let take = match limit {
+                    Some(l) if l <= seen => break,
+                    Some(l) => batch.min(l - seen),
+                    None => batch,
+                };
+                let rows = event::Entity::find()
+                    .filter(event::Column::Fingerprint.is_null())
+                    .order_by_asc(event::Column::ReceivedAt)
+                    .order_by_asc(event::Column::Id)
+                    .limit(take)
+                    .all(db)
+                    .await?;
+                let n = rows.len() as u64;
+                seen += n;
+                processed += enrich_rows(db, rows).await?;
+                if n < take {
+                    remaining = false;
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            Ok(json!({
+                "mode": "sweep",
+                "processed": processed,
+                "more_remaining": remaining,
+            }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_are_a_sweep_a_limit_or_ids() {
+        assert!(validate(&json!({})).is_ok());
+        assert!(validate(&json!({"limit": 10})).is_ok());
+        assert!(validate(&json!({"event_ids": [Uuid::now_v7().to_string()]})).is_ok());
+    }
+
+    #[test]
+    fn bad_payloads_name_the_offending_key() {
+        assert_eq!(validate(&json!({"limit": 0})).unwrap_err().field, "limit");
+        assert_eq!(validate(&json!({"limit": "x"})).unwrap_err().field, "limit");
+        assert_eq!(
+            validate(&json!({"event_ids": ["nope"]})).unwrap_err().field,
+            "event_ids[0]"
+        );
+        assert_eq!(
+            validate(&json!({"event_ids": []})).unwrap_err().field,
+            "event_ids"
+        );
+        assert_eq!(
+            validate(&json!({"source": "x"})).unwrap_err().field,
+            "source"
+        );
+    }
+}
