@@ -236,13 +236,19 @@ export function chartGeometry(
       .map((p) => ({ t: Date.parse(p.timestamp), v: p.value }))
       .filter((p) => Number.isFinite(p.v) && p.t >= from && p.t <= to)
       .sort((a, b) => a.t - b.t);
-    let d = '';
+    // Segments of points no more than 1.5 steps apart; a lone point becomes
+    // a zero-length line, which the round line cap draws as a dot.
+    const segments: string[][] = [];
     let previous: number | null = null;
     for (const p of points) {
-      const gap = previous !== null && p.t - previous > stepMs * 1.5;
-      d += `${d === '' || gap ? 'M' : 'L'}${x(p.t).toFixed(1)},${y(p.v).toFixed(1)}`;
+      const xy = `${x(p.t).toFixed(1)},${y(p.v).toFixed(1)}`;
+      if (previous === null || p.t - previous > stepMs * 1.5) segments.push([xy]);
+      else segments[segments.length - 1].push(xy);
       previous = p.t;
     }
+    const d = segments
+      .map((seg) => `M${seg[0]}${seg.length === 1 ? 'h0' : seg.slice(1).map((xy) => `L${xy}`).join('')}`)
+      .join('');
     return {
       key: formatLabels(s.labels) || '(no labels)',
       d,
