@@ -81,6 +81,7 @@ fn build_with_limits(limits: Limits) -> SchemaBuilder<Query, Mutation, Subscript
     .extension(DocumentLimits {
         max_aliases: limits.max_aliases,
         max_root_fields: limits.max_root_fields,
+        introspection: limits.introspection,
     });
     if !limits.introspection {
         builder = builder.disable_introspection();
@@ -167,10 +168,12 @@ impl TotalCount {
     }
 }
 
-/// Refuses documents with too many aliases or root fields before execution.
+/// Refuses documents with too many aliases or root fields (and, when
+/// introspection is off, documents that introspect) before execution.
 struct DocumentLimits {
     max_aliases: usize,
     max_root_fields: usize,
+    introspection: bool,
 }
 
 impl ExtensionFactory for DocumentLimits {
@@ -178,6 +181,7 @@ impl ExtensionFactory for DocumentLimits {
         Arc::new(DocumentLimitsExt {
             max_aliases: self.max_aliases,
             max_root_fields: self.max_root_fields,
+            introspection: self.introspection,
         })
     }
 }
@@ -185,6 +189,19 @@ impl ExtensionFactory for DocumentLimits {
 struct DocumentLimitsExt {
     max_aliases: usize,
     max_root_fields: usize,
+    introspection: bool,
+}
+
+fn introspects(set: &SelectionSet, doc: &ExecutableDocument, depth: usize) -> bool {
+    depth <= 8
+        && set.items.iter().any(|item| match &item.node {
+            Selection::Field(f) => matches!(f.node.name.node.as_str(), "__schema" | "__type"),
+            Selection::InlineFragment(f) => introspects(&f.node.selection_set.node, doc, depth + 1),
+            Selection::FragmentSpread(s) => doc
+                .fragments
+                .get(&s.node.fragment_name.node)
+                .is_some_and(|f| introspects(&f.node.selection_set.node, doc, depth + 1)),
+        })
 }
 
 fn count_aliases(set: &SelectionSet) -> usize {
@@ -257,6 +274,11 @@ impl Extension for DocumentLimitsExt {
             )));
         }
         for set in operations {
+            if !self.introspection && introspects(set, &doc, 0) {
+                return Err(limit_error(
+                    "introspection is disabled on this server".to_owned(),
+                ));
+            }
             let roots = count_root_fields(set, &doc, 0);
             if roots > self.max_root_fields {
                 return Err(limit_error(format!(

@@ -4,4 +4,6 @@
 mod common;
 
 mod auth;
+mod conformance;
+mod process;
 mod transport;
