@@ -5,5 +5,6 @@ mod common;
 
 mod auth;
 mod conformance;
+mod playground;
 mod process;
 mod transport;
