@@ -26,6 +26,7 @@ const incident = (id, severity, status = 'OPEN', startedAt = '2026-11-28T10:00:0
 const event = (id, timestamp, extra = {}) => ({
   id,
   cursor: `c-${id}`,
+  receivedAt: timestamp,
   timestamp,
   eventType: 'LOG',
   source: 'api',
@@ -92,10 +93,21 @@ describe('event tail', () => {
     assert.deepEqual(tail.map((e) => e.id), ['9', '8', '7']);
   });
 
-  test('resuming starts after the newest row, not the last one received', () => {
-    const tail = [event('new', '2026-11-28T10:00:05Z'), event('old', '2026-11-28T10:00:00Z')];
-    assert.equal(m.resumeCursor(tail), 'c-new');
+  test('resuming starts after the row received last, not the one with the newest timestamp', () => {
+    const tail = [
+      event('new', '2026-11-28T10:00:05Z'),
+      { ...event('backdated', '2026-11-28T09:00:00Z'), receivedAt: '2026-11-28T10:00:07Z' },
+      event('old', '2026-11-28T10:00:00Z'),
+    ];
+    assert.equal(m.resumeCursor(tail), 'c-backdated');
     assert.equal(m.resumeCursor([]), null);
+  });
+
+  test('each metric type is charted with the aggregation that suits it', () => {
+    assert.equal(m.aggregationFor('COUNTER').aggregation, 'RATE');
+    assert.equal(m.aggregationFor('GAUGE').aggregation, 'AVG');
+    assert.equal(m.aggregationFor('HISTOGRAM').aggregation, 'P95');
+    assert.equal(m.aggregationFor('SUMMARY').aggregation, 'P95');
   });
 
   test('the filter keeps listed sources at or above the minimum level', () => {

@@ -76,12 +76,14 @@ describe('playground examples', () => {
   }
 });
 
+const OPERATION_NAMES = [
+  'ME', 'LOGOUT', 'OPEN_INCIDENTS', 'INCIDENT_CREATED', 'INCIDENT_UPDATED', 'INCIDENT_DETAIL', 'ANALYZE_INCIDENT',
+  'ACKNOWLEDGE_INCIDENT', 'UPDATE_INCIDENT_STATUS', 'RESOLVE_INCIDENT', 'ADD_NOTE', 'FIRING_ALERTS',
+  'ALERT_STATE_CHANGED', 'RECENT_EVENTS', 'EVENTS_AFTER', 'EVENT_CREATED', 'METRIC_NAMES', 'METRIC_SERIES',
+];
+
 describe('dashboard operations', () => {
-  for (const name of [
-    'ME', 'LOGOUT', 'OPEN_INCIDENTS', 'INCIDENT_CREATED', 'INCIDENT_UPDATED', 'INCIDENT_DETAIL',
-    'ACKNOWLEDGE_INCIDENT', 'UPDATE_INCIDENT_STATUS', 'RESOLVE_INCIDENT', 'ADD_NOTE', 'FIRING_ALERTS',
-    'ALERT_STATE_CHANGED', 'RECENT_EVENTS', 'EVENTS_AFTER', 'EVENT_CREATED', 'METRIC_NAMES', 'METRIC_SERIES',
-  ]) {
+  for (const name of OPERATION_NAMES) {
     test(`${name} validates`, (t) => {
       assert.ok(operations.ALL[name], `${name} is exported`);
       check(t, operations.ALL[name]);
@@ -89,6 +91,6 @@ describe('dashboard operations', () => {
   }
 
   test('the list above covers every operation the dashboard sends', () => {
-    assert.equal(Object.keys(operations.ALL).length, 17);
+    assert.deepEqual(Object.keys(operations.ALL).sort(), [...OPERATION_NAMES].sort());
   });
 });

@@ -22,26 +22,30 @@ interface TimelineEntry {
   reason: string;
   summary: string;
   actor: { username: string } | null;
-  event: { id: string; level: string | null; source: string; message: string | null } | null;
 }
 
 interface Analysis {
   computedAt: string;
+  windowStart: string;
+  windowEnd: string;
   suspects: {
+    rank: number;
     source: string;
+    windowErrors: number;
+    baselineErrors: number;
+    windowRatePerMinute: number;
+    baselineRatePerMinute: number;
     score: number;
-    baselineErrorRate: number;
-    windowErrorRate: number;
-    errorCount: number;
-    firstError: { id: string; timestamp: string; message: string | null } | null;
+    firstError: { eventId: string; at: string; level: string; message: string | null } | null;
   }[];
-  alerts: { rule: { name: string }; labels: Record<string, string>; at: string }[];
+  alerts: { ruleName: string | null; labels: Record<string, string>; value: number | null; at: string }[];
   metrics: {
+    rank: number;
     name: string;
     labels: Record<string, string>;
-    zScore: number;
     windowMean: number;
     baselineMean: number;
+    zScore: number;
   }[];
 }
 
@@ -53,8 +57,9 @@ interface Detail extends Incident {
   timeToAcknowledge: number | null;
   timeToResolve: number | null;
   createdBy: { username: string } | null;
-  notes: Note[];
-  timeline: { nodes: TimelineEntry[] };
+  alerts: { ruleName: string; linkedAt: string }[];
+  notes: { totalCount: number; nodes: Note[] };
+  timeline: { totalCount: number; windowStart: string; nodes: TimelineEntry[] };
   analysis: Analysis | null;
 }
 
@@ -116,6 +121,7 @@ export function IncidentDetail({ api, id, onClose }: { api: Api; id: string; onC
     }
   };
 
+  const analyze = () => act(() => api.request(ops.ANALYZE_INCIDENT, { input: { id } }));
   const acknowledge = () => act(() => api.request(ops.ACKNOWLEDGE_INCIDENT, { input: { id } }));
   const changeStatus = (e: FormEvent) => {
     e.preventDefault();
@@ -197,6 +203,12 @@ export function IncidentDetail({ api, id, onClose }: { api: Api; id: string; onC
                   <dd>{detail.rootCause}</dd>
                 </>
               )}
+              {detail.alerts.length > 0 && (
+                <>
+                  <dt>Alerts</dt>
+                  <dd>{detail.alerts.map((a) => a.ruleName).join(', ')}</dd>
+                </>
+              )}
               {detail.sources.length > 0 && (
                 <>
                   <dt>Sources</dt>
@@ -242,9 +254,9 @@ export function IncidentDetail({ api, id, onClose }: { api: Api; id: string; onC
             </div>
 
             <h3>Notes</h3>
-            {detail.notes.length === 0 && <p className="muted">No notes yet.</p>}
+            {detail.notes.nodes.length === 0 && <p className="muted">No notes yet.</p>}
             <ul className="notes">
-              {detail.notes.map((n) => (
+              {detail.notes.nodes.map((n) => (
                 <li key={n.id}>
                   <div className="meta">
                     {n.author?.username ?? 'someone'} · {fmt(n.createdAt)}
@@ -266,10 +278,18 @@ export function IncidentDetail({ api, id, onClose }: { api: Api; id: string; onC
               </button>
             </form>
 
-            <h3>Suggested root causes</h3>
+            <h3>
+              Suggested root causes{' '}
+              <button type="button" className="small-button" onClick={analyze} disabled={busy}>
+                {detail.analysis ? 'Analyse again' : 'Analyse'}
+              </button>
+            </h3>
             <AnalysisView analysis={detail.analysis} />
 
-            <h3>Timeline</h3>
+            <h3>
+              Timeline <span className="count">{detail.timeline.totalCount}</span>
+            </h3>
+            <p className="muted small">Since {fmt(detail.timeline.windowStart)} (an hour before it started).</p>
             {detail.timeline.nodes.length === 0 && <p className="muted">Nothing in the window yet.</p>}
             <ol className="timeline">
               {detail.timeline.nodes.map((entry, i) => (
@@ -292,37 +312,46 @@ export function IncidentDetail({ api, id, onClose }: { api: Api; id: string; onC
 }
 
 function AnalysisView({ analysis }: { analysis: Analysis | null }) {
-  if (!analysis) return <p className="muted">No analysis yet.</p>;
+  if (!analysis) return <p className="muted">Not analysed yet.</p>;
   const nothing =
     analysis.suspects.length === 0 && analysis.alerts.length === 0 && analysis.metrics.length === 0;
   return (
     <div className="analysis">
-      <p className="muted small">Computed {fmt(analysis.computedAt)}</p>
-      {nothing && <p className="muted">No suspect stood out.</p>}
+      <p className="muted small">
+        Computed {fmt(analysis.computedAt)} over {fmt(analysis.windowStart)} – {fmt(analysis.windowEnd)},
+        against the period of equal length before it.
+      </p>
+      {nothing && <p className="muted">Nothing stood out.</p>}
       {analysis.suspects.length > 0 && (
-        <ul>
+        <ol>
           {analysis.suspects.map((s) => (
             <li key={s.source}>
-              <strong>{s.source}</strong>: error rate {s.baselineErrorRate.toFixed(3)} →{' '}
-              {s.windowErrorRate.toFixed(3)} ({s.errorCount} errors)
-              {s.firstError && <div className="muted small">first: {s.firstError.message}</div>}
+              <strong>{s.source}</strong>: {s.baselineRatePerMinute.toFixed(2)} →{' '}
+              {s.windowRatePerMinute.toFixed(2)} errors/min ({s.baselineErrors} → {s.windowErrors} errors)
+              {s.firstError && (
+                <div className="muted small">
+                  first {s.firstError.level.toLowerCase()} at {new Date(s.firstError.at).toLocaleTimeString()}:{' '}
+                  {s.firstError.message ?? '(no message)'}
+                </div>
+              )}
             </li>
           ))}
-        </ul>
+        </ol>
       )}
       {analysis.alerts.length > 0 && (
         <ul>
           {analysis.alerts.map((a, i) => (
             <li key={i}>
-              alert <strong>{a.rule.name}</strong> {formatLabels(a.labels)} fired {fmt(a.at)}
+              alert <strong>{a.ruleName ?? 'a deleted rule'}</strong> {formatLabels(a.labels)} fired {fmt(a.at)}
+              {a.value !== null && ` (value ${a.value})`}
             </li>
           ))}
         </ul>
       )}
       {analysis.metrics.length > 0 && (
         <ul>
-          {analysis.metrics.map((m, i) => (
-            <li key={i}>
+          {analysis.metrics.map((m) => (
+            <li key={`${m.rank}`}>
               <code>
                 {m.name}
                 {formatLabels(m.labels)}

@@ -24,7 +24,10 @@ export interface Incident {
 
 export interface EventRow {
   id: string;
+  /** The event's position in commit order, for `events(after:)`. */
   cursor: string;
+  /** When the server received it: the commit order, near enough. */
+  receivedAt: string;
   timestamp: string;
   eventType: string;
   source: string;
@@ -39,7 +42,32 @@ export interface Alert {
   value: number | null;
   firedAt: string | null;
   silenced: boolean;
+  acknowledged: boolean;
   rule: { id: string; name: string; severity: string };
+}
+
+export interface MetricName {
+  name: string;
+  metricType: 'COUNTER' | 'GAUGE' | 'HISTOGRAM' | 'SUMMARY';
+}
+
+/**
+ * How a metric's samples become chart points: a counter as its per-second
+ * rate, a histogram or summary as its 95th percentile, a gauge as its mean.
+ */
+export function aggregationFor(metricType: MetricName['metricType']): {
+  aggregation: 'RATE' | 'P95' | 'AVG';
+  label: string;
+} {
+  switch (metricType) {
+    case 'COUNTER':
+      return { aggregation: 'RATE', label: 'per-second rate' };
+    case 'HISTOGRAM':
+    case 'SUMMARY':
+      return { aggregation: 'P95', label: '95th percentile' };
+    case 'GAUGE':
+      return { aggregation: 'AVG', label: 'average' };
+  }
 }
 
 export interface SeriesPoint {
@@ -112,11 +140,23 @@ export function mergeEvents(tail: EventRow[], incoming: EventRow[], cap: number)
   return [...byId.values()].sort((a, b) => compareEvents(b, a)).slice(0, cap);
 }
 
-/** The cursor to resume after: the one of the newest row, if any. */
+/**
+ * The cursor to resume after when only a page of rows is known (no live
+ * event received yet): the one of the row received last, since cursors
+ * follow commit order, not event timestamps (which clients may back-date).
+ */
 export function resumeCursor(tail: EventRow[]): string | null {
-  let newest: EventRow | null = null;
-  for (const event of tail) if (!newest || compareEvents(event, newest) > 0) newest = event;
-  return newest?.cursor ?? null;
+  let latest: EventRow | null = null;
+  for (const event of tail) {
+    if (
+      !latest ||
+      Date.parse(event.receivedAt) > Date.parse(latest.receivedAt) ||
+      (event.receivedAt === latest.receivedAt && event.id > latest.id)
+    ) {
+      latest = event;
+    }
+  }
+  return latest?.cursor ?? null;
 }
 
 /** Whether an event passes the tail's filters (as the server filters them). */

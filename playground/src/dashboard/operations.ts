@@ -12,8 +12,28 @@ const INCIDENT_FIELDS = `
   assignedTo { id username }
 `;
 
+const ANALYSIS_FIELDS = `
+  computedAt
+  windowStart
+  windowEnd
+  suspects {
+    rank
+    source
+    windowErrors
+    baselineErrors
+    windowRatePerMinute
+    baselineRatePerMinute
+    score
+    firstError { eventId at level message }
+  }
+  alerts { ruleName labels value at }
+  metrics { rank name labels windowMean baselineMean zScore }
+`;
+
 const EVENT_FIELDS = `
   id
+  cursor
+  receivedAt
   timestamp
   eventType
   source
@@ -33,7 +53,8 @@ mutation DashboardLogout {
 
 export const OPEN_INCIDENTS = `
 query DashboardOpenIncidents {
-  incidents(filter: { statuses: [OPEN, INVESTIGATING] }, first: 200) {
+  incidents(filter: { status: [OPEN, INVESTIGATING] }, first: 200) {
+    totalCount
     nodes { ${INCIDENT_FIELDS} }
   }
 }`;
@@ -44,7 +65,7 @@ subscription DashboardIncidentCreated {
 }`;
 
 export const INCIDENT_UPDATED = `
-subscription DashboardIncidentUpdated($id: ID) {
+subscription DashboardIncidentUpdated($id: ID!) {
   incidentUpdated(id: $id) {
     incident { ${INCIDENT_FIELDS} }
     changes { field from to }
@@ -64,24 +85,20 @@ query DashboardIncident($id: ID!) {
     timeToAcknowledge
     timeToResolve
     createdBy { id username }
-    notes { id body createdAt author { username } }
+    alerts { ruleName linkedAt }
+    notes(first: 100) { totalCount nodes { id body createdAt author { username } } }
     timeline(first: 200) {
-      nodes {
-        at
-        kind
-        reason
-        summary
-        actor { username }
-        event { id level source message }
-      }
+      totalCount
+      windowStart
+      nodes { at kind reason summary actor { username } }
     }
-    analysis {
-      computedAt
-      suspects { source score baselineErrorRate windowErrorRate errorCount firstError { id timestamp message } }
-      alerts { rule { name } labels at }
-      metrics { name labels zScore windowMean baselineMean }
-    }
+    analysis { ${ANALYSIS_FIELDS} }
   }
+}`;
+
+export const ANALYZE_INCIDENT = `
+mutation DashboardAnalyze($input: AnalyzeIncidentInput!) {
+  analyzeIncident(input: $input) { computedAt }
 }`;
 
 export const ACKNOWLEDGE_INCIDENT = `
@@ -113,43 +130,50 @@ query DashboardFiringAlerts {
     value
     firedAt
     silenced
+    acknowledged
     rule { id name severity }
   }
 }`;
 
 export const ALERT_STATE_CHANGED = `
 subscription DashboardAlertStateChanged {
-  alertStateChanged { from to at rule { id } }
+  alertStateChanged { from to at ruleId }
 }`;
 
 export const RECENT_EVENTS = `
 query DashboardRecentEvents($filter: EventFilter, $last: Int) {
   events(filter: $filter, last: $last) {
-    edges { cursor node { ${EVENT_FIELDS} } }
+    nodes { ${EVENT_FIELDS} }
   }
 }`;
 
 export const EVENTS_AFTER = `
 query DashboardEventsAfter($filter: EventFilter, $after: String, $first: Int) {
   events(filter: $filter, after: $after, first: $first) {
-    edges { cursor node { ${EVENT_FIELDS} } }
+    nodes { ${EVENT_FIELDS} }
     pageInfo { hasNextPage endCursor }
   }
 }`;
 
 export const EVENT_CREATED = `
 subscription DashboardEventCreated($filter: EventFilter) {
-  eventCreated(filter: $filter) { cursor ${EVENT_FIELDS} }
+  eventCreated(filter: $filter) { ${EVENT_FIELDS} }
 }`;
 
 export const METRIC_NAMES = `
 query DashboardMetricNames {
-  metricNames
+  metricNames { name metricType }
 }`;
 
 export const METRIC_SERIES = `
-query DashboardMetricSeries($name: String!, $from: DateTime!, $to: DateTime!, $step: Int!) {
-  metricSeries(name: $name, from: $from, to: $to, step: $step, aggregation: AVG) {
+query DashboardMetricSeries(
+  $name: String!
+  $from: DateTime!
+  $to: DateTime!
+  $step: Int!
+  $aggregation: Aggregation!
+) {
+  metricSeries(name: $name, from: $from, to: $to, step: $step, aggregation: $aggregation) {
     labels
     points { timestamp value }
   }
@@ -163,6 +187,7 @@ export const ALL: Record<string, string> = {
   INCIDENT_CREATED,
   INCIDENT_UPDATED,
   INCIDENT_DETAIL,
+  ANALYZE_INCIDENT,
   ACKNOWLEDGE_INCIDENT,
   UPDATE_INCIDENT_STATUS,
   RESOLVE_INCIDENT,

@@ -14,6 +14,7 @@ import {
 } from './hooks';
 import {
   LEVELS,
+  aggregationFor,
   chartGeometry,
   formatLabels,
   groupBySeverity,
@@ -39,17 +40,22 @@ export function IncidentsPanel({
   selected: string | null;
   onSelect: (id: string) => void;
 }) {
-  const { incidents, loaded, error } = useOpenIncidents(api);
+  const { incidents, more, loaded, error } = useOpenIncidents(api);
   const now = useNow(30_000);
   const groups = groupBySeverity(incidents);
 
   return (
     <section className="panel incidents" aria-labelledby="incidents-title">
       <h2 id="incidents-title">
-        Open incidents <span className="count">{incidents.length}</span>
+        Open incidents <span className="count">{incidents.length + more}</span>
       </h2>
       <PanelError error={error} />
       {loaded && incidents.length === 0 && <p className="muted">No open incidents.</p>}
+      {more > 0 && (
+        <p className="muted small">
+          Showing the {incidents.length} most recent; {more} older open incidents are not listed.
+        </p>
+      )}
       <div className="severity-groups">
         {groups
           .filter((g) => g.incidents.length > 0)
@@ -112,6 +118,7 @@ export function AlertsPanel({ api }: { api: Api }) {
                 {alert.value !== null && <span>value {alert.value}</span>}
                 {alert.firedAt && <span>since {timeAgo(alert.firedAt, now)}</span>}
                 {alert.silenced && <span>silenced</span>}
+                {alert.acknowledged && <span>acknowledged</span>}
               </span>
             </li>
           ))}
@@ -128,10 +135,11 @@ const CHART_H = 200;
 export function MetricPanel({ api }: { api: Api }) {
   const { names, error: namesError, reload } = useMetricNames(api);
   const [name, setName] = useState<string | null>(null);
-  const { series, range, error } = useMetricSeries(api, name);
+  const metric = names.find((n) => n.name === name) ?? null;
+  const { series, range, error } = useMetricSeries(api, metric);
 
   useEffect(() => {
-    if (name === null && names.length > 0) setName(names[0]);
+    if (name === null && names.length > 0) setName(names[0].name);
   }, [name, names]);
 
   const geometry = useMemo(
@@ -153,12 +161,18 @@ export function MetricPanel({ api }: { api: Api }) {
           >
             {names.length === 0 && <option value="">no metrics yet</option>}
             {names.map((n) => (
-              <option key={n} value={n}>
-                {n}
+              <option key={n.name} value={n.name}>
+                {n.name}
               </option>
             ))}
           </select>
         </label>
+        {metric && (
+          <span className="muted small">
+            {metric.metricType.toLowerCase()}, {aggregationFor(metric.metricType).label} per{' '}
+            {STEP_SECONDS / 60} min
+          </span>
+        )}
       </div>
       <PanelError error={namesError ?? error} />
       <svg
