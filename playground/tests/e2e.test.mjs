@@ -240,6 +240,16 @@ describe('dashboard', () => {
     await waitFor('the detail to load', async () =>
       (await detail.getByTestId('incident-status').innerText()).toLowerCase() === 'open',
     );
+    // Acknowledge it and leave a note: both show in the panel and its timeline.
+    await detail.getByRole('button', { name: 'Acknowledge' }).click();
+    await detail.getByRole('button', { name: 'Acknowledged' }).waitFor();
+    await detail.locator('textarea[name=note]').fill('rolling back the payment client');
+    await detail.getByRole('button', { name: 'Add note' }).click();
+    await detail.locator('.notes li', { hasText: 'rolling back the payment client' }).waitFor();
+    await detail.locator('.timeline .kind-note').first().waitFor();
+    // The list follows incidentUpdated: the row now says acknowledged.
+    await row.locator('.ack').waitFor();
+
     await detail.locator('input[name=rootCause]').fill('payment provider outage');
     await detail.getByRole('button', { name: 'Resolve' }).click();
     await waitFor('the detail to show the incident resolved', async () =>
@@ -327,6 +337,66 @@ describe('dashboard', () => {
     assert.equal(new Set(ids).size, ids.length, 'no duplicate rows');
     assert.equal(ids.length, created.length, 'every event created is shown, once');
     await page.screenshot({ path: join(SHOTS, 'dashboard-after-restart.png'), fullPage: true });
+
+    assertClean(watch);
+    await watch.context.close();
+  });
+
+  test('shows an alert firing and a metric chart that follows new samples', async (t) => {
+    const skip = missing(
+      ['Mutation', 'createAlertRule'],
+      ['Mutation', 'submitMetric'],
+      ['Query', 'alerts'],
+      ['Query', 'metricSeries'],
+      ['Subscription', 'alertStateChanged'],
+    );
+    if (skip) {
+      t.skip(skip);
+      return;
+    }
+    const metric = `e2e_queue_depth_${randomUUID().slice(0, 8)}`;
+    const submit = (value) =>
+      server.gql(
+        'mutation($input: SubmitMetricInput!) { submitMetric(input: $input) { id } }',
+        { input: { name: metric, metricType: 'GAUGE', value, labels: { host: 'web-1' } } },
+        adminToken,
+      );
+    await submit(3);
+
+    const watch = await watchedContext(browser, server.origin);
+    const page = await watch.context.newPage();
+    await logIn(page);
+    const alerts = page.locator('.alerts');
+    await alerts.getByText('Nothing is firing.').waitFor();
+
+    // The chart: pick the metric, see its line.
+    const picker = page.locator('.metric select');
+    await waitFor('the metric in the picker', async () => {
+      await picker.focus(); // re-reads the names
+      return (await picker.locator(`option[value="${metric}"]`).count()) === 1;
+    });
+    await picker.selectOption(metric);
+    const line = page.locator('.metric path.series');
+    await waitFor('a line for the metric', async () => ((await line.getAttribute('d')) ?? '').startsWith('M'));
+    assert.match(await page.locator('.metric .legend').innerText(), /host="web-1"/);
+
+    // A rule that fires at once on the next sample; the panel follows alertStateChanged.
+    const rule = `Queue too deep ${randomUUID().slice(0, 8)}`;
+    await server.gql(
+      'mutation($input: CreateAlertRuleInput!) { createAlertRule(input: $input) { id } }',
+      { input: { name: rule, query: `${metric} > 10`, severity: 'CRITICAL', evaluationInterval: 1 } },
+      adminToken,
+    );
+    await submit(42);
+    await alerts.locator('li', { hasText: rule }).waitFor({ timeout: 20_000 });
+    assert.match(await alerts.innerText(), /host="web-1"/);
+    // The chart re-reads its window: the last point now includes the 42.
+    await waitFor(
+      'the chart to take the new sample in',
+      async () => Number((await page.locator('.metric .legend li .muted').first().innerText()).trim()) > 3,
+      { timeout: 25_000, interval: 500 },
+    );
+    await page.screenshot({ path: join(SHOTS, 'dashboard-alerts.png'), fullPage: true });
 
     assertClean(watch);
     await watch.context.close();
