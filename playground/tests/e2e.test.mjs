@@ -342,34 +342,25 @@ describe('dashboard', () => {
     await watch.context.close();
   });
 
-  test('shows an alert firing and a metric chart that follows new samples', async (t) => {
-    const skip = missing(
-      ['Mutation', 'createAlertRule'],
-      ['Mutation', 'submitMetric'],
-      ['Query', 'alerts'],
-      ['Query', 'metricSeries'],
-      ['Subscription', 'alertStateChanged'],
+  const submitMetric = (name, value) =>
+    server.gql(
+      'mutation($input: SubmitMetricInput!) { submitMetric(input: $input) { id } }',
+      { input: { name, metricType: 'GAUGE', value, labels: { host: 'web-1' } } },
+      adminToken,
     );
+
+  test("draws a metric's last hour and follows new samples", async (t) => {
+    const skip = missing(['Mutation', 'submitMetric'], ['Query', 'metricNames'], ['Query', 'metricSeries']);
     if (skip) {
       t.skip(skip);
       return;
     }
     const metric = `e2e_queue_depth_${randomUUID().slice(0, 8)}`;
-    const submit = (value) =>
-      server.gql(
-        'mutation($input: SubmitMetricInput!) { submitMetric(input: $input) { id } }',
-        { input: { name: metric, metricType: 'GAUGE', value, labels: { host: 'web-1' } } },
-        adminToken,
-      );
-    await submit(3);
-
+    await submitMetric(metric, 3);
     const watch = await watchedContext(browser, server.origin);
     const page = await watch.context.newPage();
     await logIn(page);
-    const alerts = page.locator('.alerts');
-    await alerts.getByText('Nothing is firing.').waitFor();
 
-    // The chart: pick the metric, see its line.
     const picker = page.locator('.metric select');
     await waitFor('the metric in the picker', async () => {
       await picker.focus(); // re-reads the names
@@ -379,25 +370,51 @@ describe('dashboard', () => {
     const line = page.locator('.metric path.series');
     await waitFor('a line for the metric', async () => ((await line.getAttribute('d')) ?? '').startsWith('M'));
     assert.match(await page.locator('.metric .legend').innerText(), /host="web-1"/);
+    const lastValue = async () =>
+      Number((await page.locator('.metric .legend li .muted').first().innerText()).trim());
+    assert.equal(await lastValue(), 3);
+
+    // The chart re-reads its sliding window: the last point takes the 42 in.
+    await submitMetric(metric, 42);
+    await waitFor('the chart to take the new sample in', async () => (await lastValue()) > 3, {
+      timeout: 25_000,
+      interval: 500,
+    });
+    await page.screenshot({ path: join(SHOTS, 'dashboard-metric.png'), fullPage: true });
+    assertClean(watch);
+    await watch.context.close();
+  });
+
+  test('shows an alert as it starts firing', async (t) => {
+    const skip = missing(
+      ['Mutation', 'createAlertRule'],
+      ['Mutation', 'submitMetric'],
+      ['Query', 'alerts'],
+      ['Subscription', 'alertStateChanged'],
+    );
+    if (skip) {
+      t.skip(skip);
+      return;
+    }
+    const metric = `e2e_error_rate_${randomUUID().slice(0, 8)}`;
+    await submitMetric(metric, 1);
+    const watch = await watchedContext(browser, server.origin);
+    const page = await watch.context.newPage();
+    await logIn(page);
+    const alerts = page.locator('.alerts');
+    await alerts.getByText('Nothing is firing.').waitFor();
 
     // A rule that fires at once on the next sample; the panel follows alertStateChanged.
-    const rule = `Queue too deep ${randomUUID().slice(0, 8)}`;
+    const rule = `Error rate too high ${randomUUID().slice(0, 8)}`;
     await server.gql(
       'mutation($input: CreateAlertRuleInput!) { createAlertRule(input: $input) { id } }',
       { input: { name: rule, query: `${metric} > 10`, severity: 'CRITICAL', evaluationInterval: 1 } },
       adminToken,
     );
-    await submit(42);
+    await submitMetric(metric, 42);
     await alerts.locator('li', { hasText: rule }).waitFor({ timeout: 20_000 });
     assert.match(await alerts.innerText(), /host="web-1"/);
-    // The chart re-reads its window: the last point now includes the 42.
-    await waitFor(
-      'the chart to take the new sample in',
-      async () => Number((await page.locator('.metric .legend li .muted').first().innerText()).trim()) > 3,
-      { timeout: 25_000, interval: 500 },
-    );
     await page.screenshot({ path: join(SHOTS, 'dashboard-alerts.png'), fullPage: true });
-
     assertClean(watch);
     await watch.context.close();
   });

@@ -135,6 +135,7 @@ describe('chart', () => {
     assert.equal(g.empty, false);
     assert.equal(g.paths[0].d, 'M0.0,200.0L600.0,0.0');
     assert.equal(g.paths[0].last, 100);
+    assert.deepEqual(g.paths[0].lastAt, { x: 600, y: 0 });
     assert.equal(g.yTicks[0].label, '0');
     assert.equal(g.yTicks.at(-1).label, '100');
   });

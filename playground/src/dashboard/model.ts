@@ -213,7 +213,14 @@ export function formatDuration(seconds: number | null | undefined): string {
 
 /** A chart's drawable geometry: one SVG path per series, and axis ticks. */
 export interface ChartGeometry {
-  paths: { key: string; d: string; labels: Record<string, string>; last: number | null }[];
+  paths: {
+    key: string;
+    d: string;
+    labels: Record<string, string>;
+    /** The newest value, and where it is drawn (marked with a dot). */
+    last: number | null;
+    lastAt: { x: number; y: number } | null;
+  }[];
   yTicks: { y: number; label: string }[];
   xTicks: { x: number; label: string }[];
   empty: boolean;
@@ -294,6 +301,12 @@ export function chartGeometry(
       d,
       labels: s.labels,
       last: points.length ? points[points.length - 1].v : null,
+      lastAt: points.length
+        ? {
+            x: +x(points[points.length - 1].t).toFixed(1),
+            y: +y(points[points.length - 1].v).toFixed(1),
+          }
+        : null,
     };
   });
   return { paths, yTicks, xTicks, empty };

@@ -195,7 +195,10 @@ export function MetricPanel({ api }: { api: Api }) {
           </text>
         ))}
         {shown.map((p, i) => (
-          <path key={p.key} d={p.d} stroke={COLORS[i]} className="series" />
+          <g key={p.key}>
+            <path d={p.d} stroke={COLORS[i]} className="series" />
+            {p.lastAt && <circle cx={p.lastAt.x} cy={p.lastAt.y} r={3.5} fill={COLORS[i]} />}
+          </g>
         ))}
         {geometry.empty && (
           <text x={CHART_W / 2} y={CHART_H / 2} className="tick" textAnchor="middle">

@@ -39,7 +39,7 @@ mutation LogIn($username: String!, $password: String!) {
     variables: json({ username: 'admin', password: '' }),
   },
   {
-    query: `# Who am I? Needs the token in the headers below.
+    query: `# Who am I? Needs the token in the headers.
 query Me {
   me {
     id
@@ -51,8 +51,8 @@ query Me {
 `,
   },
   {
-    query: `# Ingest one event. Any authenticated user or API key may ingest.
-# Batches of up to 1,000 go through createEvents.
+    query: `# Ingest one event (any user or API key may).
+# Batches of up to 1,000: createEvents.
 mutation IngestEvent($input: CreateEventInput!) {
   createEvent(input: $input) {
     id
@@ -77,8 +77,8 @@ mutation IngestEvent($input: CreateEventInput!) {
     }),
   },
   {
-    query: `# The latest events, newest last, as a Relay connection. Pass the
-# endCursor as \`after\` to read the next page.
+    query: `# Events as a Relay connection; pass endCursor
+# as \`after\` for the next page.
 query RecentEvents($filter: EventFilter, $first: Int) {
   events(filter: $filter, first: $first) {
     totalCount
@@ -104,9 +104,10 @@ query RecentEvents($filter: EventFilter, $first: Int) {
     variables: json({ filter: { sources: ['checkout'] }, first: 20 }),
   },
   {
-    query: `# Live events over WebSocket (graphql-transport-ws). The connection
-# sends the Authorization header below in its connection_init. Run it, then
-# ingest an event from another tab or client and watch it arrive.
+    query: `# Live events over WebSocket. The connection
+# sends the headers below in its connection_init.
+# Run it, then ingest an event from another tab
+# or client and watch it arrive.
 subscription LiveEvents($filter: EventFilter) {
   eventCreated(filter: $filter) {
     id
@@ -121,7 +122,8 @@ subscription LiveEvents($filter: EventFilter) {
     variables: json({ filter: { minLevel: 'INFO' } }),
   },
   {
-    query: `# Open an incident. Its timeline gathers the events of its sources.
+    query: `# Open an incident. Its timeline gathers the
+# events of its sources.
 mutation OpenIncident($input: CreateIncidentInput!) {
   createIncident(input: $input) {
     id
@@ -142,7 +144,7 @@ mutation OpenIncident($input: CreateIncidentInput!) {
     }),
   },
   {
-    query: `# Resolve it: paste the incident id from the previous tab.
+    query: `# Resolve it: paste the id from the previous tab.
 mutation ResolveIncident($input: ResolveIncidentInput!) {
   resolveIncident(input: $input) {
     id
