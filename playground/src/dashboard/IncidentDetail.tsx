@@ -79,7 +79,12 @@ export function IncidentDetail({ api, id, onClose }: { api: Api; id: string; onC
   const reload = useCallback(async () => {
     try {
       const data = await api.request<{ incident: Detail }>(ops.INCIDENT_DETAIL, { id });
-      setDetail(data.incident);
+      setDetail((previous) => {
+        // The status picker starts at the status the incident has, and
+        // follows it when it changes.
+        if (!previous || previous.status !== data.incident.status) setStatus(data.incident.status);
+        return data.incident;
+      });
       setError(null);
     } catch (e) {
       setError(e instanceof Error ? e.message : String(e));

@@ -177,7 +177,7 @@ export function MetricPanel({ api }: { api: Api }) {
       <PanelError error={namesError ?? error} />
       <svg
         className="chart"
-        viewBox={`-44 -8 ${CHART_W + 52} ${CHART_H + 28}`}
+        viewBox={`-44 -8 ${CHART_W + 64} ${CHART_H + 28}`}
         role="img"
         aria-label={name ? `${name} over the last hour` : 'no metric chosen'}
       >
