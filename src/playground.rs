@@ -32,6 +32,11 @@ pub fn is_built() -> bool {
     find("/index.html").is_some()
 }
 
+/// URL paths of every embedded file (`/index.html`, `/assets/...`).
+pub fn asset_paths() -> impl Iterator<Item = &'static str> {
+    embedded::ASSETS.iter().map(|(path, _, _)| *path)
+}
+
 fn find(path: &str) -> Option<(&'static str, &'static [u8])> {
     embedded::ASSETS
         .iter()

@@ -6,6 +6,7 @@ mod common;
 mod auth;
 mod conformance;
 mod incidents;
+mod playground;
 mod process;
 mod prometheus;
 mod tasks;
