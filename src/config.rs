@@ -162,6 +162,15 @@ pub struct Config {
     #[arg(long, env = "SIGHTLINE_LOGIN_LOCKOUT", default_value = "15m", value_parser = parse_duration, global = true)]
     pub login_lockout: Duration,
 
+    /// Most series (label sets) one metric name may have; beyond it new label sets are refused.
+    #[arg(
+        long,
+        env = "SIGHTLINE_METRIC_MAX_SERIES",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub metric_max_series: u64,
+
     /// Events older than this many days are deleted by retention.
     #[arg(
         long,
@@ -319,6 +328,7 @@ mod tests {
         let c = Config::for_tests("sqlite::memory:");
         assert_eq!(c.event_retention_days, 30);
         assert_eq!(c.metric_retention_days, 90);
+        assert_eq!(c.metric_max_series, 10_000);
         assert_eq!(c.session_ttl, Duration::from_secs(86_400));
         assert!(!c.is_postgres());
     }

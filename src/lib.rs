@@ -16,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod graphql;
 pub mod http;
+pub mod ingest;
 pub mod metrics;
 pub mod pagination;
 pub mod playground;
@@ -103,15 +104,18 @@ impl Application {
             source,
         })?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let hub = Hub::new();
+        let ingest = ingest::Ingest::spawn(&db, &hub, config.metric_max_series);
         let state = AppState {
             backend: Backend::of(&db),
             db,
+            ingest,
             login_limiter: Arc::new(LoginLimiter::new(
                 config.login_max_failures,
                 config.login_lockout,
             )),
             config: Arc::new(config),
-            hub: Hub::new(),
+            hub,
             ws_tracker: Arc::new(ws::ConnectionTracker::default()),
             shutdown: shutdown_rx,
         };
@@ -215,6 +219,8 @@ impl Application {
                 "shutdown timeout reached; closing remaining connections"
             );
         }
+        // Requests are done: write what the ingest writers still hold.
+        state.ingest.close().await;
         state.db.clone().close().await.ok();
         tracing::info!("stopped");
         Ok(())
