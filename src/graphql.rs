@@ -12,26 +12,30 @@ use async_graphql::futures_util::future::BoxFuture;
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, Selection, SelectionSet,
 };
+use async_graphql::dataloader::DataLoader;
 use async_graphql::{
-    Context, ID, MergedObject, Object, Response, Schema, SchemaBuilder, ServerError, ServerResult,
-    Variables,
+    Context, ID, MergedObject, MergedSubscription, Object, Response, Schema, SchemaBuilder,
+    ServerError, ServerResult, Variables,
 };
 use uuid::Uuid;
 
 use crate::auth::graphql::{AuthMutation, AuthQuery};
+use crate::events::graphql::{EventMutation, EventQuery, EventSubscription};
+use crate::metrics::graphql::{MetricMutation, MetricQuery};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::state::AppState;
 
 /// The root query type.
 #[derive(MergedObject, Default)]
-pub struct Query(AuthQuery);
+pub struct Query(AuthQuery, EventQuery, MetricQuery);
 
 /// The root mutation type.
 #[derive(MergedObject, Default)]
-pub struct Mutation(AuthMutation);
+pub struct Mutation(AuthMutation, EventMutation, MetricMutation);
 
 /// The root subscription type.
-pub type Subscription = async_graphql::EmptySubscription;
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(EventSubscription);
 
 /// The schema type.
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
@@ -115,8 +119,12 @@ pub fn prepare_request(
     state: &AppState,
     ctx: crate::auth::RequestContext,
 ) -> async_graphql::Request {
-    let _ = state;
-    request.data(ctx)
+    request
+        .data(ctx)
+        .data(DataLoader::new(
+            crate::auth::loader::UserLoader::new(state.db.clone()),
+            tokio::spawn,
+        ))
 }
 
 /// Gives every error a code: errors raised by our resolvers carry one

@@ -431,6 +431,7 @@ pub async fn list_samples(
     db: &impl ConnectionTrait,
     filter: &MetricFilter,
     page: &Page,
+    offset: u64,
 ) -> AppResult<Rows<StoredSample>> {
     let backend = db.get_database_backend();
     let mut values = Vec::new();
@@ -451,7 +452,7 @@ pub async fn list_samples(
     let dir = if page.backward { "DESC" } else { "ASC" };
     let sql = format!(
         "SELECT s.id, s.series_id, s.\"timestamp\", s.value, ser.labels, f.name, f.metric_type \
-         {SAMPLE_FROM} WHERE {} ORDER BY s.\"timestamp\" {dir}, s.id {dir} LIMIT {}",
+         {SAMPLE_FROM} WHERE {} ORDER BY s.\"timestamp\" {dir}, s.id {dir} LIMIT {} OFFSET {offset}",
         where_.join(" AND "),
         page.limit + 1
     );
@@ -468,7 +469,9 @@ pub async fn list_samples(
             metric_type: kind_at(&row, 6)?,
         });
     }
-    Ok(Rows::new(samples, page, sample_cursor))
+    let mut rows = Rows::new(samples, page, sample_cursor);
+    rows.has_previous |= offset > 0;
+    Ok(rows)
 }
 
 /// How many samples match `filter`.

@@ -3,6 +3,8 @@
 //! over the same services the GraphQL API uses.
 
 pub mod auth;
+pub mod events;
+pub mod metrics;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -22,7 +24,10 @@ use crate::http::Server;
 
 /// All REST routes.
 pub fn router() -> Router<Server> {
-    Router::new().merge(auth::router())
+    Router::new()
+        .merge(auth::router())
+        .merge(events::router())
+        .merge(metrics::router())
 }
 
 /// A successful response: `{"success": true, "data": …}`.
