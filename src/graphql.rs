@@ -7,12 +7,12 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use async_graphql::dataloader::DataLoader;
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::futures_util::future::BoxFuture;
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, Selection, SelectionSet,
 };
-use async_graphql::dataloader::DataLoader;
 use async_graphql::{
     Context, ID, MergedObject, MergedSubscription, Object, Response, Schema, SchemaBuilder,
     ServerError, ServerResult, Variables,
@@ -20,9 +20,9 @@ use async_graphql::{
 use uuid::Uuid;
 
 use crate::auth::graphql::{AuthMutation, AuthQuery};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::events::graphql::{EventMutation, EventQuery, EventSubscription};
 use crate::metrics::graphql::{MetricMutation, MetricQuery};
-use crate::error::{AppError, AppResult, ErrorCode};
 use crate::state::AppState;
 
 /// The root query type.
@@ -119,12 +119,10 @@ pub fn prepare_request(
     state: &AppState,
     ctx: crate::auth::RequestContext,
 ) -> async_graphql::Request {
-    request
-        .data(ctx)
-        .data(DataLoader::new(
-            crate::auth::loader::UserLoader::new(state.db.clone()),
-            tokio::spawn,
-        ))
+    request.data(ctx).data(DataLoader::new(
+        crate::auth::loader::UserLoader::new(state.db.clone()),
+        tokio::spawn,
+    ))
 }
 
 /// Gives every error a code: errors raised by our resolvers carry one

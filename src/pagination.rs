@@ -305,7 +305,10 @@ mod tests {
         let c = Cursor::new(crate::util::now(), Uuid::now_v7());
         let tagged = c.encode_tagged(COMMIT_TAG);
         assert_eq!(Cursor::decode_tagged(&tagged).unwrap(), (COMMIT_TAG, c));
-        assert_eq!(Cursor::decode_tagged(&c.encode()).unwrap(), (DEFAULT_TAG, c));
+        assert_eq!(
+            Cursor::decode_tagged(&c.encode()).unwrap(),
+            (DEFAULT_TAG, c)
+        );
         assert!(Cursor::decode(&tagged).is_err());
         assert!(Cursor::decode_tagged(&c.encode_tagged("zz")).is_err());
     }

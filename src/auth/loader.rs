@@ -29,7 +29,9 @@ impl Loader<Uuid> for UserLoader {
     type Error = Arc<crate::error::AppError>;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, user::Model>, Self::Error> {
-        let users = service::users_by_ids(&self.db, keys).await.map_err(Arc::new)?;
+        let users = service::users_by_ids(&self.db, keys)
+            .await
+            .map_err(Arc::new)?;
         Ok(users.into_iter().map(|u| (u.id, u)).collect())
     }
 }

@@ -319,16 +319,16 @@ fn tag_condition(backend: DbBackend, m: &TagMatch) -> Condition {
             }
             _ => {
                 let key = sea_orm::Value::from(m.key.clone());
-                let lookup = r#"EXISTS (SELECT 1 FROM json_each("events"."tags") AS t WHERE t.key = ?"#;
+                let lookup =
+                    r#"EXISTS (SELECT 1 FROM json_each("events"."tags") AS t WHERE t.key = ?"#;
                 match value {
                     TagValue::String(s) => Expr::cust_with_values(
                         format!("{lookup} AND t.type = 'text' AND t.value = ?)"),
                         [key, sea_orm::Value::from(s.clone())],
                     ),
-                    TagValue::Bool(b) => Expr::cust_with_values(
-                        format!("{lookup} AND t.type = '{b}')"),
-                        [key],
-                    ),
+                    TagValue::Bool(b) => {
+                        Expr::cust_with_values(format!("{lookup} AND t.type = '{b}')"), [key])
+                    }
                     TagValue::Number(n) => {
                         let bound = match (n.as_i64(), n.as_f64()) {
                             (Some(i), _) => sea_orm::Value::from(i),
@@ -405,7 +405,11 @@ mod tests {
 
     #[test]
     fn tag_values_match_only_their_own_json_type() {
-        let e = event(json!({"status": 200, "ok": true, "code": "200"}), None, None);
+        let e = event(
+            json!({"status": 200, "ok": true, "code": "200"}),
+            None,
+            None,
+        );
         assert!(tag("status", json!(200)).matches(&e));
         assert!(tag("status", json!(200.0)).matches(&e));
         assert!(!tag("status", json!("200")).matches(&e));
@@ -420,7 +424,8 @@ mod tests {
     fn every_tag_match_must_hold_and_any_listed_value_may() {
         let e = event(json!({"a": "1", "b": "2"}), None, None);
         let mut f = tag("a", json!("1"));
-        f.tags.push(TagMatch::new("b", TagValue::String("3".into())));
+        f.tags
+            .push(TagMatch::new("b", TagValue::String("3".into())));
         assert!(!f.matches(&e));
         f.tags[1].values.push(TagValue::String("2".into()));
         assert!(f.matches(&e));
@@ -503,6 +508,10 @@ mod tests {
             "filter.text"
         );
         assert_eq!(field(tag("", json!("x"))), "filter.tags");
-        assert!(tag("k\"'); DROP TABLE events; --", json!("x")).validate().is_ok());
+        assert!(
+            tag("k\"'); DROP TABLE events; --", json!("x"))
+                .validate()
+                .is_ok()
+        );
     }
 }

@@ -16,10 +16,10 @@ use super::entity;
 use super::filter::{EventFilter, TagMatch, TagValue};
 use super::model::{EventType, Level, NewEvent};
 use super::service::{self, EventCursor, EventOrder, EventPage};
+use crate::auth::Role;
 use crate::auth::graphql::User;
 use crate::auth::guard::{ContextExt, RoleGuard};
 use crate::auth::loader::UserLoader;
-use crate::auth::Role;
 use crate::error::{AppError, ErrorCode, FieldError};
 use crate::graphql::{TotalCount, parse_id};
 use crate::ingest::{BatchOutcome, Decoded};
@@ -440,9 +440,11 @@ impl EventQuery {
             }),
         );
         let order = page.order;
-        conn.edges.extend(rows.items.into_iter().map(|(cursor, e)| {
-            Edge::new(EventCursor { order, cursor }, Event(Arc::new(e)))
-        }));
+        conn.edges.extend(
+            rows.items
+                .into_iter()
+                .map(|(cursor, e)| Edge::new(EventCursor { order, cursor }, Event(Arc::new(e)))),
+        );
         Ok(conn)
     }
 }

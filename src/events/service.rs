@@ -308,6 +308,7 @@ impl EventPage {
             (None, None) => EventOrder::Time,
         };
         let backward_default = before.is_some() && after.is_none();
+        let from_limit = limit.is_some();
         let mut page = Page::from_args(
             PageArgs {
                 first,
@@ -317,7 +318,13 @@ impl EventPage {
             },
             DEFAULT_PAGE,
             MAX_PAGE,
-        )?;
+        )
+        .map_err(|e| match e.field.as_deref() {
+            Some("first") if from_limit => {
+                AppError::bad_input("limit", e.message.replace("first", "limit"))
+            }
+            _ => e,
+        })?;
         if first.is_none() && last.is_none() {
             page.backward = backward_default;
         }

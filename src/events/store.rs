@@ -11,7 +11,9 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement, Value};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement, Value,
+};
 use serde_json::Value as Json;
 use uuid::Uuid;
 
@@ -62,7 +64,8 @@ impl PreparedEvent {
     /// Serializes the event's JSON fields.
     pub fn new(event: ValidEvent) -> PreparedEvent {
         let tags_json = serde_json::to_string(&event.tags).unwrap_or_else(|_| "{}".to_owned());
-        let payload_json = serde_json::to_string(&event.payload).unwrap_or_else(|_| "{}".to_owned());
+        let payload_json =
+            serde_json::to_string(&event.payload).unwrap_or_else(|_| "{}".to_owned());
         PreparedEvent {
             event,
             tags_json,
@@ -142,15 +145,28 @@ async fn insert_unnest(
         .iter()
         .map(|r| r.event.event.message.clone().unwrap_or_default())
         .collect();
-    let no_message: Vec<bool> = rows.iter().map(|r| r.event.event.message.is_none()).collect();
+    let no_message: Vec<bool> = rows
+        .iter()
+        .map(|r| r.event.event.message.is_none())
+        .collect();
     let levels: Vec<String> = rows
         .iter()
-        .map(|r| r.event.event.level.map(|l| l.as_str()).unwrap_or("").to_owned())
+        .map(|r| {
+            r.event
+                .event
+                .level
+                .map(|l| l.as_str())
+                .unwrap_or("")
+                .to_owned()
+        })
         .collect();
     let tags: Vec<String> = rows.iter().map(|r| r.event.tags_json.clone()).collect();
     let payloads: Vec<String> = rows.iter().map(|r| r.event.payload_json.clone()).collect();
     let times: Vec<DateTime<Utc>> = rows.iter().map(|r| r.event.event.timestamp).collect();
-    let users: Vec<Uuid> = rows.iter().map(|r| r.sender.user_id.unwrap_or(nil)).collect();
+    let users: Vec<Uuid> = rows
+        .iter()
+        .map(|r| r.sender.user_id.unwrap_or(nil))
+        .collect();
     let keys: Vec<Uuid> = rows
         .iter()
         .map(|r| r.sender.api_key_id.unwrap_or(nil))

@@ -199,7 +199,7 @@ pub async fn totals(db: &impl ConnectionTrait, counter: Counter) -> AppResult<To
     let hour_row = db
         .query_one_raw(statement(
             db,
-            "SELECT COALESCE(SUM(count), 0) FROM ingest_minutes WHERE kind = $1 AND minute >= $2",
+            "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM ingest_minutes WHERE kind = $1 AND minute >= $2",
             vec![counter.as_str().into(), since.into()],
         ))
         .await?;

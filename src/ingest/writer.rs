@@ -182,9 +182,7 @@ impl<S: Store> Writer<S> {
             reply,
             _permit: permit,
         };
-        self.tx
-            .send(Msg::Job(job))
-            .map_err(|_| shutting_down())?;
+        self.tx.send(Msg::Job(job)).map_err(|_| shutting_down())?;
         answer.await.unwrap_or_else(|_| Err(shutting_down()))
     }
 

@@ -133,7 +133,9 @@ pub fn fingerprint(labels: &BTreeMap<String, String>) -> String {
 }
 
 /// Labels from a JSON object of strings (`null` or absent means none).
-pub fn labels_from_json(value: Option<&Value>) -> Result<BTreeMap<String, String>, Vec<FieldError>> {
+pub fn labels_from_json(
+    value: Option<&Value>,
+) -> Result<BTreeMap<String, String>, Vec<FieldError>> {
     let map = match value {
         None | Some(Value::Null) => return Ok(BTreeMap::new()),
         Some(Value::Object(map)) => map,
@@ -281,15 +283,18 @@ impl NewMetric {
 
 /// Parses a metric type name as REST sends it (case-insensitive).
 pub fn parse_metric_type(s: &str) -> Result<MetricKind, FieldError> {
-    s.trim().to_ascii_lowercase().parse::<MetricKind>().map_err(|_| {
-        FieldError::new(
-            "metric_type",
-            format!(
-                "unknown metric type `{}`: expected one of counter, gauge, histogram, summary",
-                clip(s)
-            ),
-        )
-    })
+    s.trim()
+        .to_ascii_lowercase()
+        .parse::<MetricKind>()
+        .map_err(|_| {
+            FieldError::new(
+                "metric_type",
+                format!(
+                    "unknown metric type `{}`: expected one of counter, gauge, histogram, summary",
+                    clip(s)
+                ),
+            )
+        })
 }
 
 #[cfg(test)]
@@ -346,7 +351,9 @@ mod tests {
     #[test]
     fn counters_refuse_negative_increments_and_every_type_refuses_non_finite_values() {
         let now = util::now();
-        let e = NewMetric::counter("c", -1.0, &[]).validate(now).unwrap_err();
+        let e = NewMetric::counter("c", -1.0, &[])
+            .validate(now)
+            .unwrap_err();
         assert_eq!(fields(e), ["value"]);
         assert!(NewMetric::gauge("g", -1.0, &[]).validate(now).is_ok());
         for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
@@ -358,8 +365,12 @@ mod tests {
     fn label_limits_are_enforced_per_label() {
         let now = util::now();
         let mut m = NewMetric::gauge("g", 1.0, &[("__x", "1"), ("ok", "1")]);
-        m.labels.insert("v".into(), "x".repeat(MAX_LABEL_VALUE_CHARS + 1));
-        assert_eq!(fields(m.validate(now).unwrap_err()), ["labels.__x", "labels.v"]);
+        m.labels
+            .insert("v".into(), "x".repeat(MAX_LABEL_VALUE_CHARS + 1));
+        assert_eq!(
+            fields(m.validate(now).unwrap_err()),
+            ["labels.__x", "labels.v"]
+        );
         let mut many = NewMetric::gauge("g", 1.0, &[]);
         for i in 0..=MAX_LABELS {
             many.labels.insert(format!("l{i}"), "v".into());
@@ -380,7 +391,11 @@ mod tests {
                 .validate(now)
                 .is_err()
         );
-        assert!(NewMetric::gauge("g", 1.0, &[("le", "1")]).validate(now).is_ok());
+        assert!(
+            NewMetric::gauge("g", 1.0, &[("le", "1")])
+                .validate(now)
+                .is_ok()
+        );
     }
 
     #[test]

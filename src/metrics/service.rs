@@ -94,7 +94,10 @@ fn check_batch_size(n: usize) -> AppResult<()> {
 /// name's series cap is `BAD_USER_INPUT` naming the label with the most
 /// distinct values.
 #[tracing::instrument(level = "debug", skip_all)]
-pub async fn submit(state: &AppState, new: impl Into<Decoded<NewMetric>>) -> AppResult<StoredSample> {
+pub async fn submit(
+    state: &AppState,
+    new: impl Into<Decoded<NewMetric>>,
+) -> AppResult<StoredSample> {
     let valid = validate(new.into(), util::now()).map_err(|e| AppError::from_field_errors(&e))?;
     let batch = MetricBatch {
         samples: vec![(0, valid)],
@@ -187,9 +190,9 @@ where
     let now = util::now();
     let mut samples = Vec::with_capacity(metrics.len());
     for (i, new) in metrics.into_iter().enumerate() {
-        let valid = new.validate(now).map_err(|e| {
-            AppError::from_field_errors(&e).nest_field(&format!("metrics[{i}]"))
-        })?;
+        let valid = new
+            .validate(now)
+            .map_err(|e| AppError::from_field_errors(&e).nest_field(&format!("metrics[{i}]")))?;
         samples.push((i, valid));
     }
     let batch = MetricBatch {
@@ -255,7 +258,11 @@ impl MetricFilter {
                 ));
             }
         }
-        if self.names.iter().any(|n| n.contains('\0') || n.len() > 1000) {
+        if self
+            .names
+            .iter()
+            .any(|n| n.contains('\0') || n.len() > 1000)
+        {
             return Err(AppError::bad_input(
                 "filter.names",
                 "names are at most 1,000 bytes, without NUL",
@@ -327,11 +334,19 @@ async fn matching_series(
     let mut where_ = vec!["1 = 1".to_owned()];
     let mut values = Vec::new();
     if !filter.names.is_empty() {
-        let items = filter.names.iter().map(|n| Value::from(n.as_str())).collect();
+        let items = filter
+            .names
+            .iter()
+            .map(|n| Value::from(n.as_str()))
+            .collect();
         push_in(&mut where_, &mut values, "f.name", items);
     }
     if !filter.metric_types.is_empty() {
-        let items = filter.metric_types.iter().map(|t| Value::from(t.as_str())).collect();
+        let items = filter
+            .metric_types
+            .iter()
+            .map(|t| Value::from(t.as_str()))
+            .collect();
         push_in(&mut where_, &mut values, "f.metric_type", items);
     }
     let sql = format!(
@@ -367,8 +382,15 @@ fn series_in(backend: DbBackend, values: &mut Vec<Value>, ids: Vec<i64>) -> Stri
             format!("s.series_id = ANY(${}::bigint[])", values.len())
         }
         _ => {
-            values.push(serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into()).into());
-            format!("s.series_id IN (SELECT value FROM json_each(${}))", values.len())
+            values.push(
+                serde_json::to_string(&ids)
+                    .unwrap_or_else(|_| "[]".into())
+                    .into(),
+            );
+            format!(
+                "s.series_id IN (SELECT value FROM json_each(${}))",
+                values.len()
+            )
         }
     }
 }
@@ -405,11 +427,19 @@ async fn where_clause(
         where_.push(clause);
     }
     if !filter.names.is_empty() {
-        let items = filter.names.iter().map(|n| Value::from(n.as_str())).collect();
+        let items = filter
+            .names
+            .iter()
+            .map(|n| Value::from(n.as_str()))
+            .collect();
         push_in(&mut where_, values, "f.name", items);
     }
     if !filter.metric_types.is_empty() {
-        let items = filter.metric_types.iter().map(|t| Value::from(t.as_str())).collect();
+        let items = filter
+            .metric_types
+            .iter()
+            .map(|t| Value::from(t.as_str()))
+            .collect();
         push_in(&mut where_, values, "f.metric_type", items);
     }
     if let Some(from) = filter.from {
@@ -481,7 +511,10 @@ pub async fn count_samples(db: &impl ConnectionTrait, filter: &MetricFilter) -> 
     let Some(where_) = where_clause(db, filter, &mut values).await? else {
         return Ok(0);
     };
-    let sql = format!("SELECT COUNT(*) {SAMPLE_FROM} WHERE {}", where_.join(" AND "));
+    let sql = format!(
+        "SELECT COUNT(*) {SAMPLE_FROM} WHERE {}",
+        where_.join(" AND ")
+    );
     let row = db.query_one_raw(stmt(backend, &sql, values)).await?;
     let n: i64 = match row {
         Some(r) => r.try_get_by_index(0)?,
@@ -574,8 +607,16 @@ where
     if to < from {
         return Err(AppError::bad_input("to", "to must not be before from"));
     }
-    bucketize(q.aggregation, MetricKind::Gauge, &[], from, to, step, MAX_POINTS)
-        .map_err(|why| AppError::bad_input("step", why))?;
+    bucketize(
+        q.aggregation,
+        MetricKind::Gauge,
+        &[],
+        from,
+        to,
+        step,
+        MAX_POINTS,
+    )
+    .map_err(|why| AppError::bad_input("step", why))?;
     let lower = from - Duration::seconds(step);
 
     let backend = db.get_database_backend();
@@ -681,7 +722,15 @@ where
             let in_range: f64 = raw.iter().map(|(_, v)| v).sum();
             let start = total - in_range - later.get(&id).copied().unwrap_or(0.0);
             let totals = running_totals(&raw, start);
-            bucketize(q.aggregation, MetricKind::Gauge, &totals, from, to, step, MAX_POINTS)
+            bucketize(
+                q.aggregation,
+                MetricKind::Gauge,
+                &totals,
+                from,
+                to,
+                step,
+                MAX_POINTS,
+            )
         } else {
             bucketize(q.aggregation, kind, &raw, from, to, step, MAX_POINTS)
         }

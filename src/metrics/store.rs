@@ -244,9 +244,10 @@ async fn create_series(
         .await?;
     match inserted {
         Some(row) => {
-            cache
-                .series
-                .insert((family_id, sample.fingerprint.clone()), row.try_get_by_index(0)?);
+            cache.series.insert(
+                (family_id, sample.fingerprint.clone()),
+                row.try_get_by_index(0)?,
+            );
             Ok(true)
         }
         None => {
@@ -466,9 +467,10 @@ async fn write_batch(
         if !cache.families.contains_key(&sample.name) {
             create_family(db, &sample.name, sample.metric_type, now, cache).await?;
         }
-        let family = cache.families.get(&sample.name).ok_or_else(|| {
-            AppError::internal(std::io::Error::other("metric family vanished"))
-        })?;
+        let family = cache
+            .families
+            .get(&sample.name)
+            .ok_or_else(|| AppError::internal(std::io::Error::other("metric family vanished")))?;
         if family.kind != sample.metric_type {
             result.refused.push((
                 *index,
@@ -525,9 +527,10 @@ async fn write_batch(
             f.series_count += 1;
             f.added += 1;
         }
-        let series_id = *cache.series.get(&key).ok_or_else(|| {
-            AppError::internal(std::io::Error::other("metric series vanished"))
-        })?;
+        let series_id = *cache
+            .series
+            .get(&key)
+            .ok_or_else(|| AppError::internal(std::io::Error::other("metric series vanished")))?;
         accepted.push((index, sample, series_id));
     }
     result.refused.sort_by_key(|(i, _)| *i);
@@ -611,7 +614,11 @@ async fn write_batch(
 
 /// Writes submissions in the caller's transaction (see the module docs):
 /// takes the metric counter lock, writes each, and counts what was stored.
-pub async fn store_batches<C>(db: &C, batches: &[&MetricBatch], cap: u64) -> AppResult<Vec<MetricResult>>
+pub async fn store_batches<C>(
+    db: &C,
+    batches: &[&MetricBatch],
+    cap: u64,
+) -> AppResult<Vec<MetricResult>>
 where
     C: ConnectionTrait + TransactionTrait,
     C::Transaction: ConnectionTrait,

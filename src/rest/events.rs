@@ -258,7 +258,10 @@ async fn list_events(
     let limit = match limit {
         None => None,
         Some(l) => Some(i32::try_from(l).map_err(|_| {
-            AppError::bad_input("limit", format!("limit must be at most {}", service::MAX_PAGE))
+            AppError::bad_input(
+                "limit",
+                format!("limit must be at most {}", service::MAX_PAGE),
+            )
         })?),
     };
     let page = EventPage::from_args(

@@ -170,7 +170,10 @@ async fn list_metrics(
     let first = match limit {
         None => None,
         Some(l) => Some(i32::try_from(l).map_err(|_| {
-            AppError::bad_input("limit", format!("limit must be at most {}", service::MAX_PAGE))
+            AppError::bad_input(
+                "limit",
+                format!("limit must be at most {}", service::MAX_PAGE),
+            )
         })?),
     };
     let mut page = Page::from_args(

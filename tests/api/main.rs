@@ -5,5 +5,7 @@ mod common;
 
 mod auth;
 mod conformance;
+mod events;
+mod metrics;
 mod process;
 mod transport;
