@@ -479,7 +479,7 @@ impl EventMutation {
         let items = input.events.into_iter().map(Decoded::from).collect();
         let outcome =
             service::ingest_batch(ctx.state(), Some(ctx.identity()?), items, input.atomic).await?;
-        Ok(BatchResult::from_outcome(outcome, |e| e.id.to_string()))
+        Ok(BatchResult::from_outcome(outcome, |id| id.to_string()))
     }
 }
 

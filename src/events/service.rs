@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::entity::{self, Column};
 use super::filter::EventFilter;
 use super::model::NewEvent;
-use super::store::{EventBatch, PreparedEvent, Sender, store_batches};
+use super::store::{EventBatch, PreparedEvent, Sender, StoredBatch, store_batches};
 use crate::auth::Identity;
 use crate::error::{AppError, AppResult};
 use crate::ingest::counters::{self, Counter};
@@ -90,9 +90,14 @@ where
         sender: Sender::of(actor),
     };
     let txn = db.begin().await?;
-    let mut stored = store_batches(&txn, &[&batch]).await?;
+    let stored = store_batches(&txn, &[&batch]).await?;
     txn.commit().await?;
-    Ok(stored.pop().unwrap_or_default())
+    let ids = stored.ids.into_iter().next().unwrap_or_default();
+    Ok(StoredBatch::models_of(
+        Arc::new(batch),
+        ids,
+        stored.received_at,
+    ))
 }
 
 fn check_batch_size(n: usize) -> AppResult<()> {
@@ -127,9 +132,11 @@ pub async fn ingest(
         events: vec![PreparedEvent::new(valid)],
         sender: Sender::of(actor),
     };
-    let mut stored = state.ingest.events.submit(batch).await?;
+    let stored = state.ingest.events.submit(Arc::new(batch)).await?;
     stored
+        .models()
         .pop()
+        .map(Arc::new)
         .ok_or_else(|| AppError::internal(std::io::Error::other("no event was stored")))
 }
 
@@ -143,7 +150,7 @@ pub async fn ingest_batch(
     actor: Option<&Identity>,
     events: Vec<Decoded<NewEvent>>,
     atomic: bool,
-) -> AppResult<BatchOutcome<Arc<entity::Model>>> {
+) -> AppResult<BatchOutcome<Uuid>> {
     check_batch_size(events.len())?;
     let now = util::now();
     let mut prepared = Vec::with_capacity(events.len());
@@ -164,8 +171,11 @@ pub async fn ingest_batch(
         events: prepared,
         sender: Sender::of(actor),
     };
-    let accepted = state.ingest.events.submit(batch).await?;
-    Ok(BatchOutcome { accepted, rejected })
+    let stored = state.ingest.events.submit(Arc::new(batch)).await?;
+    Ok(BatchOutcome {
+        accepted: stored.ids,
+        rejected,
+    })
 }
 
 /// One event by id.

@@ -203,26 +203,14 @@ async fn insert_values(
         "INSERT INTO events (id, event_type, source, message, level, tags, payload, \"timestamp\", \
          received_at, created_by, api_key_id) VALUES ",
     );
-    let mut values: Vec<Value> = Vec::with_capacity(rows.len() * 10 + 1);
-    values.push(received_at.into());
+    // Anonymous `?` placeholders: SQLite looks numbered ones up by a linear
+    // scan per parameter, which is quadratic in a statement this size.
+    let mut values: Vec<Value> = Vec::with_capacity(rows.len() * 11);
     for (i, row) in rows.iter().enumerate() {
         if i > 0 {
             sql.push(',');
         }
-        let base = values.len();
-        sql.push('(');
-        // Ten values per row; `received_at` (?1) is shared and goes after
-        // the eighth (the timestamp).
-        for c in 0..10 {
-            if c > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!("?{}", base + c + 1));
-            if c == 7 {
-                sql.push_str(",?1");
-            }
-        }
-        sql.push(')');
+        sql.push_str("(?,?,?,?,?,?,?,?,?,?,?)");
         let e = &row.event.event;
         values.push(row.id.into());
         values.push(e.event_type.as_str().into());
@@ -232,6 +220,7 @@ async fn insert_values(
         values.push(row.event.tags_json.clone().into());
         values.push(row.event.payload_json.clone().into());
         values.push(e.timestamp.into());
+        values.push(received_at.into());
         values.push(row.sender.user_id.into());
         values.push(row.sender.api_key_id.into());
     }
@@ -262,16 +251,28 @@ fn to_model(row: &Row<'_>, received_at: DateTime<Utc>) -> entity::Model {
     }
 }
 
+/// Batches as stored by [`store_batches`]: the ids given, in order, and the
+/// commit-clock `received_at` they share.
+pub struct StoredIds {
+    /// Ids per batch, in the order of the events.
+    pub ids: Vec<Vec<Uuid>>,
+    /// The `received_at` of every row.
+    pub received_at: DateTime<Utc>,
+}
+
 /// Stores batches in the caller's transaction: stamps them with the commit
 /// clock (one `received_at` for all), gives every event a fresh UUIDv7 in
-/// order, and inserts them. Returns the stored rows per batch.
+/// order, and inserts them.
 pub async fn store_batches(
     db: &impl ConnectionTrait,
     batches: &[&EventBatch],
-) -> AppResult<Vec<Vec<entity::Model>>> {
+) -> AppResult<StoredIds> {
     let n: usize = batches.iter().map(|b| b.events.len()).sum();
     if n == 0 {
-        return Ok(batches.iter().map(|_| Vec::new()).collect());
+        return Ok(StoredIds {
+            ids: batches.iter().map(|_| Vec::new()).collect(),
+            received_at: util::now(),
+        });
     }
     let received_at = counters::stamp_events(db, n as u64, util::now()).await?;
     let rows: Vec<Row<'_>> = batches
@@ -285,11 +286,59 @@ pub async fn store_batches(
         })
         .collect();
     insert_rows(db, received_at, &rows).await?;
-    let mut models = rows.iter().map(|r| to_model(r, received_at));
-    Ok(batches
-        .iter()
-        .map(|b| models.by_ref().take(b.events.len()).collect())
-        .collect())
+    let mut ids = rows.iter().map(|r| r.id);
+    Ok(StoredIds {
+        ids: batches
+            .iter()
+            .map(|b| ids.by_ref().take(b.events.len()).collect())
+            .collect(),
+        received_at,
+    })
+}
+
+/// One committed [`EventBatch`]: its ids, and its rows built on demand (a
+/// batch answered with ids alone, and published to nobody, never builds them).
+pub struct StoredBatch {
+    batch: Arc<EventBatch>,
+    /// The ids, in the order of the events.
+    pub ids: Vec<Uuid>,
+    /// The `received_at` of every row.
+    pub received_at: DateTime<Utc>,
+}
+
+impl StoredBatch {
+    /// The rows of a batch stored with `ids` at `received_at`.
+    pub fn models_of(
+        batch: Arc<EventBatch>,
+        ids: Vec<Uuid>,
+        received_at: DateTime<Utc>,
+    ) -> Vec<entity::Model> {
+        StoredBatch {
+            batch,
+            ids,
+            received_at,
+        }
+        .models()
+    }
+
+    /// The stored rows, in order.
+    pub fn models(&self) -> Vec<entity::Model> {
+        self.batch
+            .events
+            .iter()
+            .zip(&self.ids)
+            .map(|(event, id)| {
+                to_model(
+                    &Row {
+                        id: *id,
+                        event,
+                        sender: self.batch.sender,
+                    },
+                    self.received_at,
+                )
+            })
+            .collect()
+    }
 }
 
 /// The events writer: group commit of [`EventBatch`]es, published on the
@@ -306,29 +355,42 @@ impl EventStore {
 }
 
 impl Store for EventStore {
-    type Input = EventBatch;
-    type Output = Vec<Arc<entity::Model>>;
+    type Input = Arc<EventBatch>;
+    type Output = StoredBatch;
 
-    fn rows(input: &EventBatch) -> usize {
+    fn rows(input: &Arc<EventBatch>) -> usize {
         input.events.len()
     }
 
     async fn write<'a>(
         &'a self,
         txn: &'a DatabaseTransaction,
-        inputs: &'a [&'a EventBatch],
-    ) -> AppResult<Vec<Vec<Arc<entity::Model>>>> {
-        let stored = store_batches(txn, inputs).await?;
-        Ok(stored
-            .into_iter()
-            .map(|models| models.into_iter().map(Arc::new).collect())
+        inputs: &'a [&'a Arc<EventBatch>],
+    ) -> AppResult<Vec<StoredBatch>> {
+        let batches: Vec<&EventBatch> = inputs.iter().map(|b| b.as_ref()).collect();
+        let stored = store_batches(txn, &batches).await?;
+        let received_at = stored.received_at;
+        Ok(inputs
+            .iter()
+            .zip(stored.ids)
+            .map(|(batch, ids)| StoredBatch {
+                batch: Arc::clone(batch),
+                ids,
+                received_at,
+            })
             .collect())
     }
 
-    fn committed(&self, outputs: &[Vec<Arc<entity::Model>>]) {
+    fn committed(&self, outputs: &[StoredBatch]) {
         let topic = &self.hub.topics().events;
-        for event in outputs.iter().flatten() {
-            topic.publish(event.clone());
+        // Whoever subscribed before this commit is counted here.
+        if topic.subscriber_count() == 0 {
+            return;
+        }
+        for stored in outputs {
+            for event in stored.models() {
+                topic.publish(Arc::new(event));
+            }
         }
     }
 

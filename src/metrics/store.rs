@@ -342,7 +342,7 @@ async fn insert_samples(
                     if i > 0 {
                         sql.push(',');
                     }
-                    sql.push_str(&format!("(?{},?{},?{})", 3 * i + 1, 3 * i + 2, 3 * i + 3));
+                    sql.push_str("(?,?,?)");
                     values.push((*series).into());
                     values.push((*at).into());
                     values.push((*value).into());

@@ -136,7 +136,7 @@ async fn create_events(
             }
             let items = items.into_iter().map(decode).collect();
             let outcome = service::ingest_batch(state, Some(&authed.0), items, false).await?;
-            Ok(ok(batch_json(&outcome, |e| e.id.to_string())))
+            Ok(ok(batch_json(&outcome, |id| id.to_string())))
         }
         Value::Object(_) => {
             let event = service::ingest(state, Some(&authed.0), decode(body)).await?;
