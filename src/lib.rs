@@ -105,7 +105,10 @@ impl Application {
         })?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let hub = Hub::new();
-        let ingest = ingest::Ingest::spawn(&db, &hub, config.metric_max_series);
+        let ingest_db = db::connect_ingest(&config)
+            .await?
+            .unwrap_or_else(|| db.clone());
+        let ingest = ingest::Ingest::spawn(&ingest_db, &hub, config.metric_max_series);
         let state = AppState {
             backend: Backend::of(&db),
             db,

@@ -85,20 +85,31 @@ pub struct Ingest {
     pub events: Writer<EventStore>,
     /// Metric samples.
     pub metrics: Writer<MetricStore>,
+    db: std::sync::Arc<tokio::sync::Mutex<Option<DatabaseConnection>>>,
 }
 
 impl Ingest {
-    /// Starts the writers on the current runtime.
+    /// Starts the writers on the current runtime, writing through `db`
+    /// (normally a pool of its own, see [`crate::db::connect_ingest`]).
     pub fn spawn(db: &DatabaseConnection, hub: &Hub, max_series: u64) -> Ingest {
         Ingest {
             events: Writer::spawn("events", db.clone(), EventStore::new(hub.clone())),
             metrics: Writer::spawn("metrics", db.clone(), MetricStore::new(max_series)),
+            db: std::sync::Arc::new(tokio::sync::Mutex::new(Some(db.clone()))),
         }
     }
 
-    /// Writes everything queued and stops the writers.
+    /// The writers' connection pool (e.g. to simulate a lost database in tests).
+    pub async fn pool(&self) -> Option<DatabaseConnection> {
+        self.db.lock().await.clone()
+    }
+
+    /// Writes everything queued, stops the writers and closes their pool.
     pub async fn close(&self) {
         self.events.close().await;
         self.metrics.close().await;
+        if let Some(db) = self.db.lock().await.take() {
+            db.close().await.ok();
+        }
     }
 }

@@ -239,7 +239,16 @@ async fn run<S: Store>(
                 Err(_) => break,
             }
         }
+        let started = Instant::now();
+        let jobs = group.len();
         let unavailable = write_group(&db, &store, group, &shared).await;
+        tracing::debug!(
+            writer = shared.name,
+            jobs,
+            rows,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "group written"
+        );
         if unavailable {
             // Answer everything queued now rather than letting it time out.
             if let Some(job) = pending.take() {

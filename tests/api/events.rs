@@ -1060,7 +1060,8 @@ async fn the_rust_api_stores_in_the_callers_transaction_and_keeps_totals_right()
 #[tokio::test]
 async fn ingest_fails_fast_with_unavailable_when_the_database_is_gone() {
     let app = TestApp::spawn().await;
-    app.state.db.clone().close().await.unwrap();
+    let pool = app.state.ingest.pool().await.expect("the writers' pool");
+    pool.close().await.unwrap();
     let started = std::time::Instant::now();
     for _ in 0..3 {
         let err =
