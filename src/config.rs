@@ -172,6 +172,21 @@ pub struct Config {
     #[arg(long, env = "SIGHTLINE_LOGIN_LOCKOUT", default_value = "15m", value_parser = parse_duration, global = true)]
     pub login_lockout: Duration,
 
+    /// Most series (label sets) one metric name may have; beyond it new label sets are refused.
+    #[arg(
+        long,
+        env = "SIGHTLINE_METRIC_MAX_SERIES",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub metric_max_series: u64,
+
+    /// PostgreSQL only: whether ingest transactions wait for the WAL flush before events are
+    /// acknowledged. `false` trades the last moments of acknowledged ingest on a database crash
+    /// (never corruption, never reordering) for much higher single-event throughput on slow disks.
+    #[arg(long, env = "SIGHTLINE_INGEST_SYNCHRONOUS_COMMIT", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub ingest_synchronous_commit: bool,
+
     /// Events older than this many days are deleted by retention.
     #[arg(
         long,
@@ -516,6 +531,7 @@ mod tests {
         let c = Config::for_tests("sqlite::memory:");
         assert_eq!(c.event_retention_days, 30);
         assert_eq!(c.metric_retention_days, 90);
+        assert_eq!(c.metric_max_series, 10_000);
         assert_eq!(c.session_ttl, Duration::from_secs(86_400));
         assert!(!c.is_postgres());
         assert_eq!(c.task_workers, 2);

@@ -39,16 +39,36 @@ impl Backend {
 
 /// Opens the database named by the configuration.
 pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
+    open(config, None).await
+}
+
+/// Opens the small pool of the ingest writers (one connection each), so
+/// they never wait behind request reads for a connection. `None` for an
+/// in-memory SQLite database, which only the main pool can see. On
+/// PostgreSQL, with `--ingest-synchronous-commit false` its transactions
+/// commit without waiting for the WAL flush.
+pub async fn connect_ingest(config: &Config) -> Result<Option<DatabaseConnection>, DbErr> {
+    let url = config.database_url.as_str();
+    if url.contains(":memory:") || url.contains("mode=memory") {
+        return Ok(None);
+    }
+    open(config, Some(2)).await.map(Some)
+}
+
+async fn open(config: &Config, size: Option<u32>) -> Result<DatabaseConnection, DbErr> {
     let url = config.database_url.as_str();
     let acquire = config.db_acquire_timeout;
     if config.is_postgres() {
-        let options = PgConnectOptions::from_str(url)
+        let mut options = PgConnectOptions::from_str(url)
             .map_err(|e| DbErr::Custom(format!("invalid DATABASE_URL: {e}")))?
             .application_name("sightline");
-        let max = if config.db_max_connections == 0 {
-            16
-        } else {
-            config.db_max_connections
+        if size.is_some() && !config.ingest_synchronous_commit {
+            options = options.options([("synchronous_commit", "off")]);
+        }
+        let max = match (size, config.db_max_connections) {
+            (Some(n), _) => n,
+            (None, 0) => 16,
+            (None, n) => n,
         };
         let pool = PgPoolOptions::new()
             .max_connections(max)
@@ -70,10 +90,11 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
             .pragma("temp_store", "memory")
             .pragma("cache_size", "-16000");
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let max = match (config.db_max_connections, in_memory) {
-            (_, true) => 1,
-            (0, false) => 8,
-            (n, false) => n,
+        let max = match (size, config.db_max_connections, in_memory) {
+            (_, _, true) => 1,
+            (Some(n), _, false) => n,
+            (None, 0, false) => 8,
+            (None, n, false) => n,
         };
         let pool = SqlitePoolOptions::new()
             .max_connections(max)

@@ -369,8 +369,9 @@ async fn graphql_post(State(server): State<Server>, request: Request) -> Respons
                 }
             }
             let mut out = Vec::with_capacity(requests.len());
+            let limits = crate::graphql::Limits::from_config(&server.state.config);
             for r in requests {
-                let mut response = server.schema.execute(r).await;
+                let mut response = crate::graphql::execute(&server.schema, &limits, r).await;
                 normalize_errors(&mut response);
                 out.push(response);
             }
@@ -515,7 +516,8 @@ async fn execute_one(
     request: async_graphql::Request,
     media: MediaType,
 ) -> Response {
-    let mut response = server.schema.execute(request).await;
+    let limits = crate::graphql::Limits::from_config(&server.state.config);
+    let mut response = crate::graphql::execute(&server.schema, &limits, request).await;
     normalize_errors(&mut response);
     let request_error = response.data == async_graphql::Value::Null
         && !response.errors.is_empty()

@@ -17,6 +17,7 @@ pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod incidents;
+pub mod ingest;
 pub mod metrics;
 pub mod pagination;
 pub mod playground;
@@ -115,15 +116,21 @@ impl Application {
             config.task_max_attempts,
         ));
         tasks::handlers::register_monitoring_handlers(&task_registry);
+        let hub = Hub::new();
+        let ingest_db = db::connect_ingest(&config)
+            .await?
+            .unwrap_or_else(|| db.clone());
+        let ingest = ingest::Ingest::spawn(&ingest_db, &hub, config.metric_max_series);
         let state = AppState {
             backend: Backend::of(&db),
             db,
+            ingest,
             login_limiter: Arc::new(LoginLimiter::new(
                 config.login_max_failures,
                 config.login_lockout,
             )),
             config: Arc::new(config),
-            hub: Hub::new(),
+            hub,
             ws_tracker: Arc::new(ws::ConnectionTracker::default()),
             shutdown: shutdown_rx,
             tasks: task_registry,
@@ -243,6 +250,8 @@ impl Application {
                 "shutdown timeout reached; closing remaining connections"
             );
         }
+        // Requests are done: write what the ingest writers still hold.
+        state.ingest.close().await;
         state.db.clone().close().await.ok();
         tracing::info!("stopped");
         Ok(())

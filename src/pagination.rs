@@ -32,15 +32,31 @@ impl Cursor {
 
     /// The opaque string form.
     pub fn encode(&self) -> String {
+        self.encode_tagged(DEFAULT_TAG)
+    }
+
+    /// Parses the opaque string form.
+    pub fn decode(s: &str) -> AppResult<Cursor> {
+        match Cursor::decode_tagged(s)? {
+            (DEFAULT_TAG, c) => Ok(c),
+            _ => Err(AppError::bad_input("cursor", "invalid cursor")),
+        }
+    }
+
+    /// The opaque string form of a position in another `(time, id)` order
+    /// of the same rows, told apart by `tag` (a short ASCII word without
+    /// `:`, e.g. `c1` for the commit order of events). [`Cursor::decode`]
+    /// refuses tagged cursors; [`Cursor::decode_tagged`] returns the tag.
+    pub fn encode_tagged(&self, tag: &str) -> String {
         URL_SAFE_NO_PAD.encode(format!(
-            "v1:{}:{}",
+            "{tag}:{}:{}",
             self.at.timestamp_micros(),
             self.id.simple()
         ))
     }
 
-    /// Parses the opaque string form.
-    pub fn decode(s: &str) -> AppResult<Cursor> {
+    /// Parses a cursor of any tag; the tag is `v1` for [`Cursor::encode`].
+    pub fn decode_tagged(s: &str) -> AppResult<(&'static str, Cursor)> {
         let invalid = || AppError::bad_input("cursor", "invalid cursor");
         if s.len() > 200 {
             return Err(invalid());
@@ -50,17 +66,34 @@ impl Cursor {
             .map_err(|_| invalid())?;
         let text = std::str::from_utf8(&raw).map_err(|_| invalid())?;
         let mut parts = text.split(':');
-        let (Some("v1"), Some(micros), Some(id), None) =
+        let (Some(tag), Some(micros), Some(id), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(invalid());
         };
+        let tag = KNOWN_TAGS
+            .iter()
+            .copied()
+            .find(|t| *t == tag)
+            .ok_or_else(invalid)?;
         let micros: i64 = micros.parse().map_err(|_| invalid())?;
         let at = Utc.timestamp_micros(micros).single().ok_or_else(invalid)?;
         let id = Uuid::parse_str(id).map_err(|_| invalid())?;
-        Ok(Cursor { at, id })
+        Ok((tag, Cursor { at, id }))
     }
 }
+
+/// The tag of ordinary cursors.
+pub const DEFAULT_TAG: &str = "v1";
+
+/// The tag of cursors in the commit order of events (`received_at`, id).
+pub const COMMIT_TAG: &str = "c1";
+
+/// The tag of cursors over metric samples (`timestamp`, integer id).
+pub const SAMPLE_TAG: &str = "m1";
+
+/// Every tag a cursor may carry.
+const KNOWN_TAGS: [&str; 3] = [DEFAULT_TAG, COMMIT_TAG, SAMPLE_TAG];
 
 impl CursorType for Cursor {
     type Error = String;
@@ -265,6 +298,19 @@ mod tests {
     fn cursors_round_trip() {
         let c = Cursor::new(crate::util::now(), Uuid::now_v7());
         assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
+    }
+
+    #[test]
+    fn tagged_cursors_round_trip_and_are_refused_as_plain_ones() {
+        let c = Cursor::new(crate::util::now(), Uuid::now_v7());
+        let tagged = c.encode_tagged(COMMIT_TAG);
+        assert_eq!(Cursor::decode_tagged(&tagged).unwrap(), (COMMIT_TAG, c));
+        assert_eq!(
+            Cursor::decode_tagged(&c.encode()).unwrap(),
+            (DEFAULT_TAG, c)
+        );
+        assert!(Cursor::decode(&tagged).is_err());
+        assert!(Cursor::decode_tagged(&c.encode_tagged("zz")).is_err());
     }
 
     #[test]

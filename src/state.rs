@@ -21,6 +21,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Live updates.
     pub hub: Hub,
+    /// Group-commit writers for events and metric samples.
+    pub ingest: crate::ingest::Ingest,
     /// Failed-login throttling.
     pub login_limiter: Arc<LoginLimiter>,
     /// Open WebSocket connections, so shutdown can wait for them.

@@ -381,17 +381,16 @@ impl Connection {
                 let ctx = self.operation_context().await?;
                 let request = prepare_request(request, &self.server.state, ctx);
                 let counted = self.server.state.ws_tracker.operation();
-                let stream: OpStream = self
-                    .server
-                    .schema
-                    .execute_stream(request)
-                    .map(Some)
-                    .chain(stream::once(async { None }))
-                    .map(move |item| {
-                        let _running = &counted;
-                        item
-                    })
-                    .boxed();
+                let limits = crate::graphql::Limits::from_config(&self.server.state.config);
+                let stream: OpStream =
+                    crate::graphql::execute_stream(&self.server.schema, &limits, request)
+                        .map(Some)
+                        .chain(stream::once(async { None }))
+                        .map(move |item| {
+                            let _running = &counted;
+                            item
+                        })
+                        .boxed();
                 self.started.remove(&id);
                 self.ops.insert(id, stream);
                 Ok(())

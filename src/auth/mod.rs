@@ -10,6 +10,7 @@
 pub mod entity;
 pub mod graphql;
 pub mod guard;
+pub mod loader;
 pub mod password;
 pub mod ratelimit;
 pub mod service;

@@ -297,11 +297,14 @@ pub async fn authenticate(db: &DatabaseConnection, token: &str) -> AppResult<Opt
     let hash = sha256_hex(token);
     let at = now();
     if token.starts_with(API_KEY_PREFIX) {
+        // `.all` rather than `.one`: the hash is unique, and a bound `LIMIT`
+        // makes SQLite re-prepare the statement on every execution.
         let Some((key, Some(owner))) = api_key::Entity::find()
             .filter(api_key::Column::SecretHash.eq(hash))
             .find_also_related(user::Entity)
-            .one(db)
+            .all(db)
             .await?
+            .pop()
         else {
             return Ok(None);
         };
@@ -332,8 +335,9 @@ pub async fn authenticate(db: &DatabaseConnection, token: &str) -> AppResult<Opt
     let Some((sess, Some(owner))) = session::Entity::find()
         .filter(session::Column::TokenHash.eq(hash))
         .find_also_related(user::Entity)
-        .one(db)
+        .all(db)
         .await?
+        .pop()
     else {
         return Ok(None);
     };

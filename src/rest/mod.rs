@@ -3,7 +3,9 @@
 //! over the same services the GraphQL API uses.
 
 pub mod auth;
+pub mod events;
 pub mod incidents;
+pub mod metrics;
 pub mod stats;
 
 use axum::Router;
@@ -28,6 +30,8 @@ pub fn router() -> Router<Server> {
         .merge(auth::router())
         .merge(incidents::router())
         .merge(stats::router())
+        .merge(events::router())
+        .merge(metrics::router())
 }
 
 /// A successful response: `{"success": true, "data": …}`.

@@ -5,7 +5,9 @@ mod common;
 
 mod auth;
 mod conformance;
+mod events;
 mod incidents;
+mod metrics;
 mod playground;
 mod process;
 mod prometheus;

@@ -1,0 +1,37 @@
+//! DataLoaders of the auth domain, attached to every GraphQL request in
+//! [`crate::graphql::prepare_request`]: batch nested user lookups (an
+//! event's `createdBy`, an incident's assignee, ...) into one query.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_graphql::dataloader::Loader;
+use sea_orm::DatabaseConnection;
+use uuid::Uuid;
+
+use super::entity::user;
+use super::service;
+
+/// Loads users by id. Its error is shareable (the loader caches it).
+pub struct UserLoader {
+    db: DatabaseConnection,
+}
+
+impl UserLoader {
+    /// A loader reading through `db`.
+    pub fn new(db: DatabaseConnection) -> Self {
+        UserLoader { db }
+    }
+}
+
+impl Loader<Uuid> for UserLoader {
+    type Value = user::Model;
+    type Error = Arc<crate::error::AppError>;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, user::Model>, Self::Error> {
+        let users = service::users_by_ids(&self.db, keys)
+            .await
+            .map_err(Arc::new)?;
+        Ok(users.into_iter().map(|u| (u.id, u)).collect())
+    }
+}
