@@ -18,17 +18,18 @@ use async_graphql::{
 };
 use uuid::Uuid;
 
+use crate::alerts::graphql::{AlertMutation, AlertQuery};
 use crate::auth::graphql::{AuthMutation, AuthQuery};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::state::AppState;
 
 /// The root query type.
 #[derive(MergedObject, Default)]
-pub struct Query(AuthQuery);
+pub struct Query(AuthQuery, AlertQuery);
 
 /// The root mutation type.
 #[derive(MergedObject, Default)]
-pub struct Mutation(AuthMutation);
+pub struct Mutation(AuthMutation, AlertMutation);
 
 /// The root subscription type.
 pub type Subscription = async_graphql::EmptySubscription;
@@ -115,7 +116,7 @@ pub fn prepare_request(
     state: &AppState,
     ctx: crate::auth::RequestContext,
 ) -> async_graphql::Request {
-    let _ = state;
+    let request = crate::alerts::loader::attach(request, &state.db);
     request.data(ctx)
 }
 

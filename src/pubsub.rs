@@ -65,12 +65,15 @@ impl<T: Clone + Send + 'static> Topic<T> {
 pub struct Topics {
     /// Committed events, in commit order.
     pub events: Topic<Arc<crate::events::entity::Model>>,
+    /// Committed alert instance transitions, in commit order.
+    pub alerts: Topic<Arc<crate::alerts::entity::transition::Model>>,
 }
 
 impl Topics {
     fn new(capacity: usize) -> Self {
         Topics {
             events: Topic::new(capacity),
+            alerts: Topic::new(capacity),
         }
     }
 }

@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_auth;
 mod m20261128_000002_events_metrics;
+mod m20261128_000020_alerts;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261128_000001_auth::Migration),
             Box::new(m20261128_000002_events_metrics::Migration),
+            Box::new(m20261128_000020_alerts::Migration),
         ]
     }
 }

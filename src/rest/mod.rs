@@ -2,6 +2,7 @@
 //! snake_case JSON bodies and the `{"success": …}` envelope, as a thin layer
 //! over the same services the GraphQL API uses.
 
+pub mod alerts;
 pub mod auth;
 
 use axum::Router;
@@ -22,7 +23,7 @@ use crate::http::Server;
 
 /// All REST routes.
 pub fn router() -> Router<Server> {
-    Router::new().merge(auth::router())
+    Router::new().merge(auth::router()).merge(alerts::router())
 }
 
 /// A successful response: `{"success": true, "data": …}`.
