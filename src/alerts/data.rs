@@ -54,7 +54,7 @@ pub struct SeriesRow {
     /// Primary key.
     pub id: i64,
     /// Labels.
-    pub labels: LabelSet,
+    pub labels: Arc<LabelSet>,
     /// Time of the latest sample.
     pub last_sample_at: Option<DateTime<Utc>>,
     /// Value of the latest sample.
@@ -65,12 +65,18 @@ pub struct SeriesRow {
     pub sample_count: i64,
 }
 
-/// Families read during one scheduling round, so that many rules over the
-/// same metric read its series once. Each [`crate::alerts::evaluator::evaluate_rule`]
-/// call outside a round uses a fresh cache.
+/// Samples of every series of a family in one window, by series id.
+type WindowSamples = HashMap<i64, Arc<Vec<(DateTime<Utc>, f64)>>>;
+
+/// Families (and whole-family windows of samples) read during one
+/// scheduling round, so that many rules over the same metric read its
+/// series, and the samples of a window they all cover, once. Each
+/// [`crate::alerts::evaluator::evaluate_rule`] call outside a round uses a
+/// fresh cache.
 #[derive(Default)]
 pub struct FamilyCache {
     families: Mutex<HashMap<String, Option<Arc<FamilySnapshot>>>>,
+    windows: Mutex<HashMap<(i64, i64), Arc<WindowSamples>>>,
 }
 
 impl FamilyCache {
@@ -93,6 +99,33 @@ impl FamilyCache {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         }
+    }
+
+    fn lock_windows(&self) -> std::sync::MutexGuard<'_, HashMap<(i64, i64), Arc<WindowSamples>>> {
+        match self.windows.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// The samples of every series of `family` in `(now - window, now]`
+    /// (the round evaluates every rule at the same `now`).
+    async fn family_window(
+        &self,
+        db: &impl ConnectionTrait,
+        family: &FamilySnapshot,
+        now: DateTime<Utc>,
+        window: TimeDelta,
+        max: usize,
+    ) -> AppResult<Arc<WindowSamples>> {
+        let key = (family.id, window.num_seconds());
+        if let Some(hit) = self.lock_windows().get(&key) {
+            return Ok(hit.clone());
+        }
+        let ids: Vec<i64> = family.series.iter().map(|s| s.id).collect();
+        let loaded = Arc::new(load_samples(db, family, &ids, now - window, Some(now), max).await?);
+        self.lock_windows().insert(key, loaded.clone());
+        Ok(loaded)
     }
 }
 
@@ -126,7 +159,7 @@ async fn load_family(db: &impl ConnectionTrait, name: &str) -> AppResult<Option<
         .map(
             |(id, labels, last_sample_at, last_value, total, sample_count)| SeriesRow {
                 id,
-                labels: eval::labels_from_json(&labels),
+                labels: Arc::new(eval::labels_from_json(&labels)),
                 last_sample_at,
                 last_value,
                 total,
@@ -151,10 +184,10 @@ async fn load_samples(
     after: DateTime<Utc>,
     upto: Option<DateTime<Utc>>,
     max: usize,
-) -> AppResult<HashMap<i64, Vec<(DateTime<Utc>, f64)>>> {
+) -> AppResult<WindowSamples> {
     let mut out: HashMap<i64, Vec<(DateTime<Utc>, f64)>> = HashMap::new();
     if ids.is_empty() {
-        return Ok(out);
+        return Ok(HashMap::new());
     }
     let base = || {
         let mut q = sample::Entity::find()
@@ -201,7 +234,7 @@ async fn load_samples(
             out.entry(id).or_default().push((at, value));
         }
     }
-    Ok(out)
+    Ok(out.into_iter().map(|(id, s)| (id, Arc::new(s))).collect())
 }
 
 fn metric_name(expr: &AlertExpr) -> Option<&str> {
@@ -227,7 +260,7 @@ fn window(expr: &AlertExpr) -> TimeDelta {
 fn assemble(
     kind: MetricKind,
     rows: &[&SeriesRow],
-    mut samples: HashMap<i64, Vec<(DateTime<Utc>, f64)>>,
+    mut samples: WindowSamples,
     extra: impl Fn(&SeriesRow) -> Vec<(DateTime<Utc>, f64)>,
 ) -> MetricData {
     MetricData {
@@ -235,10 +268,12 @@ fn assemble(
         series: rows
             .iter()
             .map(|row| SeriesData {
-                labels: row.labels.clone(),
+                labels: Arc::clone(&row.labels),
                 total: row.total,
                 sample_count: row.sample_count,
-                samples: samples.remove(&row.id).unwrap_or_else(|| extra(row)),
+                samples: samples
+                    .remove(&row.id)
+                    .unwrap_or_else(|| Arc::new(extra(row))),
             })
             .collect(),
     }
@@ -262,16 +297,27 @@ pub async fn metric_data_at(
     };
     let rows = matched(expr, &family);
     if expr.function.is_some() {
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let samples = load_samples(
-            db,
-            &family,
-            &ids,
-            now - window(expr),
-            Some(now),
-            max_samples,
-        )
-        .await?;
+        // A rule over most of a metric shares the whole window with the
+        // other rules of the round; a narrow one reads just its series.
+        let samples = if rows.len() * 2 >= family.series.len() && !rows.is_empty() {
+            let all = cache
+                .family_window(db, &family, now, window(expr), max_samples)
+                .await?;
+            rows.iter()
+                .filter_map(|r| all.get(&r.id).map(|s| (r.id, Arc::clone(s))))
+                .collect()
+        } else {
+            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            load_samples(
+                db,
+                &family,
+                &ids,
+                now - window(expr),
+                Some(now),
+                max_samples,
+            )
+            .await?
+        };
         return Ok(Some(assemble(family.kind, &rows, samples, |_| Vec::new())));
     }
     // Instant: the latest sample is on the series row, unless the series has

@@ -100,7 +100,8 @@ pub mod instance {
         pub keep_firing_since: Option<DateTimeUtc>,
         /// The latest value that made the condition true.
         pub value: Option<f64>,
-        /// Time of the last evaluation that changed or kept it active.
+        /// Time of the last evaluation that changed it (an active alert is
+        /// also evaluated at each of its rule's `last_evaluated_at`).
         pub last_evaluated_at: Option<DateTimeUtc>,
         /// The active silence that matched it at the last evaluation.
         pub silenced_by: Option<Uuid>,

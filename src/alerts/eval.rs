@@ -20,6 +20,7 @@
 //!   treats like a false condition.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Map, Value};
@@ -122,8 +123,8 @@ impl Budget {
 /// One metric series as loaded for evaluation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesData {
-    /// The series' labels.
-    pub labels: LabelSet,
+    /// The series' labels (shared with the series snapshot).
+    pub labels: Arc<LabelSet>,
     /// Counters: the running total now (all increments ever).
     pub total: f64,
     /// Number of samples ever ingested.
@@ -131,7 +132,7 @@ pub struct SeriesData {
     /// Samples sorted by time, covering what the evaluation times need: for a
     /// window, `(t - window, t]`; for an instant gauge, the latest sample at
     /// or before `t`; for an instant counter, every sample after `t`.
-    pub samples: Vec<(DateTime<Utc>, f64)>,
+    pub samples: Arc<Vec<(DateTime<Utc>, f64)>>,
 }
 
 /// The series of one metric that a selector matched.
@@ -147,7 +148,7 @@ pub struct MetricData {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Groups {
     /// Each group's labels and the indexes of its series.
-    pub groups: Vec<(LabelSet, Vec<usize>)>,
+    pub groups: Vec<(Arc<LabelSet>, Vec<usize>)>,
 }
 
 /// Groups the series for `expr`: one per series without a function or
@@ -159,7 +160,7 @@ pub fn group_series(expr: &AlertExpr, series: &[SeriesData]) -> Groups {
             groups: series
                 .iter()
                 .enumerate()
-                .map(|(i, s)| (s.labels.clone(), vec![i]))
+                .map(|(i, s)| (Arc::clone(&s.labels), vec![i]))
                 .collect(),
         };
     }
@@ -171,7 +172,10 @@ pub fn group_series(expr: &AlertExpr, series: &[SeriesData]) -> Groups {
             .push(i);
     }
     Groups {
-        groups: by_key.into_iter().collect(),
+        groups: by_key
+            .into_iter()
+            .map(|(labels, members)| (Arc::new(labels), members))
+            .collect(),
     }
 }
 
@@ -268,8 +272,8 @@ fn group_window_value(
     }
 }
 
-/// The value of every group of a metric expression at `t` (groups without
-/// data are left out), before the condition is applied.
+/// The value of every group of a metric expression at `t` whose condition
+/// holds (groups without data are left out).
 pub fn metric_values(
     expr: &AlertExpr,
     data: &MetricData,
@@ -290,8 +294,9 @@ pub fn metric_values(
                 budget.spend(slices.iter().map(|s| s.len()).sum::<usize>() + 1)?;
                 if let Some(v) =
                     group_window_value(function, data.kind, &slices, window_secs as f64)
+                    && condition_holds(expr, v)
                 {
-                    out.push((labels.clone(), v));
+                    out.push((LabelSet::clone(labels), v));
                 }
             }
         }
@@ -301,8 +306,8 @@ pub fn metric_values(
                 let value = members
                     .first()
                     .and_then(|&i| instant_value(data.kind, &data.series[i], t, lookback));
-                if let Some(v) = value {
-                    out.push((labels.clone(), v));
+                if let Some(v) = value.filter(|v| condition_holds(expr, *v)) {
+                    out.push((LabelSet::clone(labels), v));
                 }
             }
         }
@@ -556,10 +561,10 @@ mod tests {
 
     fn series(l: &[(&str, &str)], points: &[(i64, f64)]) -> SeriesData {
         SeriesData {
-            labels: labels(l),
+            labels: Arc::new(labels(l)),
             total: points.iter().map(|p| p.1.max(0.0)).sum(),
             sample_count: points.len() as i64,
-            samples: points.iter().map(|&(t, v)| (at(t), v)).collect(),
+            samples: Arc::new(points.iter().map(|&(t, v)| (at(t), v)).collect()),
         }
     }
 

@@ -572,7 +572,9 @@ fn step_instances(
         let unchanged = prev
             .as_ref()
             .is_some_and(|p| before == next && p.silenced_by == silenced_by);
-        if unchanged && next.state == AlertState::Inactive {
+        // Nothing to store: steady-state cost follows changes, not the
+        // number of firing alerts (the rule records the evaluation time).
+        if unchanged {
             return;
         }
         changes.record(prev.as_ref(), &labels, next, transition, silenced_by);

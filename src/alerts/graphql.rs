@@ -449,9 +449,23 @@ impl Alert {
     async fn keep_firing_since(&self) -> Option<DateTime<Utc>> {
         self.0.keep_firing_since
     }
-    /// Time of the last evaluation that touched it.
-    async fn last_evaluated_at(&self) -> Option<DateTime<Utc>> {
-        self.0.last_evaluated_at
+    /// Time of the last evaluation of it: for a pending or firing alert the
+    /// rule's last evaluation (every evaluation steps every active alert),
+    /// for an inactive one the evaluation that last changed it.
+    async fn last_evaluated_at(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<DateTime<Utc>>> {
+        if self.0.state == AlertState::Inactive.as_str() {
+            return Ok(self.0.last_evaluated_at);
+        }
+        let rule = loader::<AlertRuleLoader>(ctx)
+            .load_one(self.0.rule_id)
+            .await?;
+        Ok(std::cmp::max(
+            self.0.last_evaluated_at,
+            rule.and_then(|r| r.last_evaluated_at),
+        ))
     }
     /// Whether an active silence matched it at the last evaluation (it then
     /// opens no incident).
