@@ -149,6 +149,16 @@ pub struct Config {
     #[arg(long, env = "SIGHTLINE_GRAPHQL_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub graphql_introspection: bool,
 
+    /// Origins allowed to call the API from browsers on other sites, comma-separated, or `*`
+    /// (default: none — only pages served by Sightline itself).
+    #[arg(
+        long,
+        env = "SIGHTLINE_CORS_ORIGINS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub cors_origins: Vec<String>,
+
     /// Failed logins (per account and per client address) before logins are refused for a while.
     #[arg(
         long,

@@ -206,6 +206,40 @@ async fn depth_complexity_alias_and_root_field_limits_are_clear_errors() {
 }
 
 #[tokio::test]
+async fn cross_origin_calls_are_refused_unless_the_origin_is_configured() {
+    let preflight = |app: &TestApp| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/graphql"))
+            .header("origin", "https://dash.example.com")
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let app = TestApp::spawn().await;
+    let r = preflight(&app).await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    let app =
+        TestApp::spawn_with(|c| c.cors_origins = vec!["https://dash.example.com".into()]).await;
+    let r = preflight(&app).await.unwrap();
+    assert_eq!(
+        r.headers().get("access-control-allow-origin").unwrap(),
+        "https://dash.example.com"
+    );
+    let r = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/graphql"))
+        .header("origin", "https://evil.example.com")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
 async fn introspection_can_be_turned_off() {
     let app = TestApp::spawn_with(|c| c.graphql_introspection = false).await;
     for q in [
