@@ -336,6 +336,23 @@ pub struct Config {
     /// Window over which stored summaries' quantiles (0.5, 0.9, 0.99) are computed.
     #[arg(long, env = "SIGHTLINE_SUMMARY_WINDOW", default_value = "10m", value_parser = parse_duration, global = true)]
     pub summary_window: Duration,
+
+    /// Whether this server runs the background alert rule evaluator.
+    #[arg(long, env = "SIGHTLINE_ALERT_EVALUATOR", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub alert_evaluator: bool,
+
+    /// How far back an instant alert selector (`cpu_usage > 80`) looks for a gauge's latest sample; older series count as having no data.
+    #[arg(long, env = "SIGHTLINE_ALERT_LOOKBACK", default_value = "5m", value_parser = parse_duration, global = true)]
+    pub alert_lookback: Duration,
+
+    /// Most samples (or events) one alert evaluation or preview may read; beyond it the evaluation fails with a message.
+    #[arg(
+        long,
+        env = "SIGHTLINE_ALERT_MAX_SAMPLES",
+        default_value_t = 1_000_000,
+        global = true
+    )]
+    pub alert_max_samples: usize,
 }
 
 /// Who may read `GET /metrics`.

@@ -18,6 +18,7 @@ use async_graphql::{
 };
 use uuid::Uuid;
 
+use crate::alerts::graphql::{AlertMutation, AlertQuery, AlertSubscription};
 use crate::auth::graphql::{AuthMutation, AuthQuery};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::events::graphql::{EventMutation, EventQuery, EventSubscription};
@@ -28,7 +29,14 @@ use crate::tasks::graphql::{TaskMutation, TaskQuery};
 
 /// The root query type.
 #[derive(MergedObject, Default)]
-pub struct Query(AuthQuery, EventQuery, MetricQuery, IncidentQuery, TaskQuery);
+pub struct Query(
+    AuthQuery,
+    EventQuery,
+    MetricQuery,
+    AlertQuery,
+    IncidentQuery,
+    TaskQuery,
+);
 
 /// The root mutation type.
 #[derive(MergedObject, Default)]
@@ -36,13 +44,14 @@ pub struct Mutation(
     AuthMutation,
     EventMutation,
     MetricMutation,
+    AlertMutation,
     IncidentMutation,
     TaskMutation,
 );
 
 /// The root subscription type.
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(EventSubscription, IncidentSubscription);
+pub struct Subscription(EventSubscription, AlertSubscription, IncidentSubscription);
 
 /// The schema type.
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
@@ -154,6 +163,7 @@ pub fn prepare_request(
     ctx: crate::auth::RequestContext,
 ) -> async_graphql::Request {
     let request = crate::incidents::loader::attach(request, &state.db);
+    let request = crate::alerts::loader::attach(request, &state.db);
     request.data(ctx).data(DataLoader::new(
         crate::auth::loader::UserLoader::new(state.db.clone()),
         tokio::spawn,

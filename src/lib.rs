@@ -207,6 +207,11 @@ impl Application {
             schema,
         });
 
+        let evaluator = state
+            .config
+            .alert_evaluator
+            .then(|| alerts::evaluator::spawn(state.clone()));
+
         let tx = shutdown_tx.clone();
         tokio::spawn(async move {
             signal.await;
@@ -249,6 +254,10 @@ impl Application {
                 open_websockets = tracker.live(),
                 "shutdown timeout reached; closing remaining connections"
             );
+        }
+        if let Some(evaluator) = evaluator {
+            // It stops at its next await point; give it the grace period at most.
+            let _ = tokio::time::timeout(grace, evaluator).await;
         }
         // Requests are done: write what the ingest writers still hold.
         state.ingest.close().await;

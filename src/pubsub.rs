@@ -67,6 +67,8 @@ pub struct Topics {
     pub events: Topic<Arc<crate::events::entity::Model>>,
     /// Created and changed incidents, in commit order.
     pub incidents: Topic<Arc<crate::incidents::service::IncidentEvent>>,
+    /// Committed alert instance transitions, in commit order.
+    pub alerts: Topic<Arc<crate::alerts::entity::transition::Model>>,
 }
 
 impl Topics {
@@ -74,6 +76,7 @@ impl Topics {
         Topics {
             events: Topic::new(capacity),
             incidents: Topic::new(capacity),
+            alerts: Topic::new(capacity),
         }
     }
 }

@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261128_000001_auth;
 mod m20261128_000002_events_metrics;
 mod m20261128_000010_ingest_counters;
+mod m20261128_000020_alerts;
 mod m20261128_000030_incidents;
 mod m20261128_000040_tasks;
 mod m20261128_000041_metric_rollups;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000040_tasks::Migration),
             Box::new(m20261128_000041_metric_rollups::Migration),
             Box::new(m20261128_000010_ingest_counters::Migration),
+            Box::new(m20261128_000020_alerts::Migration),
         ]
     }
 }

@@ -163,6 +163,32 @@ pub fn replay(evaluations: &[(DateTime<Utc>, Option<f64>)], timing: Timing) -> V
     transitions
 }
 
+/// Ends an instance's episode at `now` regardless of timers (its rule was
+/// disabled or deleted): pending and firing become inactive, a firing
+/// instance records its resolution, and an inactive one is unchanged.
+pub fn deactivate(prev: &Instance, now: DateTime<Utc>) -> (Instance, Option<Transition>) {
+    let next = match prev.state {
+        AlertState::Inactive => prev.clone(),
+        AlertState::Pending => Instance {
+            value: prev.value,
+            ..Instance::default()
+        },
+        AlertState::Firing => Instance {
+            state: AlertState::Inactive,
+            resolved_at: Some(now),
+            keep_firing_since: None,
+            ..prev.clone()
+        },
+    };
+    let transition = (next.state != prev.state).then_some(Transition {
+        from: prev.state,
+        to: next.state,
+        at: now,
+        value: next.value,
+    });
+    (next, transition)
+}
+
 fn when_true(prev: &Instance, value: f64, now: DateTime<Utc>, timing: Timing) -> Instance {
     match prev.state {
         AlertState::Inactive => Instance {
@@ -595,6 +621,36 @@ mod tests {
             }
         }
         assert!(changes_seen > 100, "the walk exercises many changes");
+    }
+
+    #[test]
+    fn deactivating_ends_an_episode_whatever_the_timers_say() {
+        let firing = run(&[(0, Some(2.0)), (10, None)], timing(0, 600));
+        let kept = &firing[1].0;
+        assert_eq!(kept.state, Firing, "kept firing by keep_firing_for");
+        let (ended, transition) = deactivate(kept, at(20));
+        assert_eq!(ended.state, Inactive);
+        assert_eq!(ended.resolved_at, Some(at(20)));
+        assert_eq!(ended.fired_at, Some(at(0)));
+        assert_eq!(ended.keep_firing_since, None);
+        assert_eq!(
+            transition,
+            Some(Transition {
+                from: Firing,
+                to: Inactive,
+                at: at(20),
+                value: Some(2.0)
+            })
+        );
+        let pending = run(&[(0, Some(1.0))], timing(60, 0));
+        let (ended, transition) = deactivate(&pending[0].0, at(5));
+        assert_eq!((ended.state, ended.resolved_at), (Inactive, None));
+        assert_eq!(
+            transition.map(|t| (t.from, t.to)),
+            Some((Pending, Inactive))
+        );
+        let (same, none) = deactivate(&ended, at(6));
+        assert_eq!((same, none), (ended, None));
     }
 
     #[test]

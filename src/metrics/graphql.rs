@@ -108,11 +108,13 @@ impl From<GqlAggregation> for Aggregation {
     }
 }
 
-/// How a label matcher compares.
+/// How a label matcher compares a label's value, as in Prometheus selectors
+/// (regexes are anchored at both ends; a missing label reads as the empty
+/// string). Used by metric queries, alert queries and silences alike.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(name = "MatchOp")]
 pub enum GqlMatchOp {
-    /// Equal to the value (a missing label counts as the empty string).
+    /// Equal to the value.
     Eq,
     /// Not equal to the value.
     Neq,
@@ -133,18 +135,41 @@ impl From<GqlMatchOp> for MatchOp {
     }
 }
 
-/// A label condition, as in Prometheus selectors.
-#[derive(InputObject)]
-pub struct LabelMatcher {
-    /// The label name.
+impl From<MatchOp> for GqlMatchOp {
+    fn from(op: MatchOp) -> Self {
+        match op {
+            MatchOp::Eq => GqlMatchOp::Eq,
+            MatchOp::Ne => GqlMatchOp::Neq,
+            MatchOp::Re => GqlMatchOp::Re,
+            MatchOp::Nre => GqlMatchOp::Nre,
+        }
+    }
+}
+
+/// A condition on one label, as in Prometheus selectors.
+#[derive(InputObject, Clone)]
+pub struct LabelMatcherInput {
+    /// The label's name (letters, digits and `_`).
     pub label: String,
-    /// The comparison.
+    /// How its value is compared (default EQ).
+    #[graphql(default_with = "GqlMatchOp::Eq")]
     pub op: GqlMatchOp,
-    /// The value, or the regular expression for `RE` and `NRE`.
+    /// The value, or the regular expression for `RE` and `NRE` (at most 1,024 characters).
     pub value: String,
 }
 
-fn matchers(field: &str, input: Option<Vec<LabelMatcher>>) -> Result<Vec<Matcher>, AppError> {
+/// A condition on one label (as stored, e.g. on a silence).
+#[derive(SimpleObject, Clone)]
+pub struct LabelMatcher {
+    /// The label's name.
+    pub label: String,
+    /// How its value is compared.
+    pub op: GqlMatchOp,
+    /// The value or regular expression.
+    pub value: String,
+}
+
+fn matchers(field: &str, input: Option<Vec<LabelMatcherInput>>) -> Result<Vec<Matcher>, AppError> {
     let input = input.unwrap_or_default();
     if input.len() > service::MAX_FILTER_LIST {
         return Err(AppError::bad_input(
@@ -299,7 +324,7 @@ pub struct MetricFilterInput {
     /// Any of these types.
     pub metric_types: Option<Vec<GqlMetricType>>,
     /// All of these label matchers.
-    pub matchers: Option<Vec<LabelMatcher>>,
+    pub matchers: Option<Vec<LabelMatcherInput>>,
     /// Timestamp at or after this time.
     pub from: Option<DateTime<Utc>>,
     /// Timestamp before this time.
@@ -407,7 +432,7 @@ impl MetricQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "The metric name.")] name: String,
         #[graphql(desc = "Label matchers, all of which must hold.")] matchers: Option<
-            Vec<LabelMatcher>,
+            Vec<LabelMatcherInput>,
         >,
         #[graphql(desc = "Range start (default: one hour before `to`).")] from: Option<
             DateTime<Utc>,

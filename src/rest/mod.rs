@@ -2,6 +2,7 @@
 //! snake_case JSON bodies and the `{"success": …}` envelope, as a thin layer
 //! over the same services the GraphQL API uses.
 
+pub mod alerts;
 pub mod auth;
 pub mod events;
 pub mod incidents;
@@ -32,6 +33,7 @@ pub fn router() -> Router<Server> {
         .merge(stats::router())
         .merge(events::router())
         .merge(metrics::router())
+        .merge(alerts::router())
 }
 
 /// A successful response: `{"success": true, "data": …}`.

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod alerts;
 mod auth;
 mod conformance;
 mod events;

@@ -11,7 +11,7 @@ use crate::common::{TestApp, error_code};
 
 const SUBMIT: &str = "mutation($i: SubmitMetricInput!) { submitMetric(input: $i) { id name metricType value labels timestamp cursor } }";
 const SUBMIT_MANY: &str = "mutation($i: SubmitMetricsInput!) { submitMetrics(input: $i) { accepted ids rejected { index errors { field message } } } }";
-const SERIES: &str = "query($n: String!, $m: [LabelMatcher!], $from: DateTime, $to: DateTime, $step: Int, $a: Aggregation) {
+const SERIES: &str = "query($n: String!, $m: [LabelMatcherInput!], $from: DateTime, $to: DateTime, $step: Int, $a: Aggregation) {
   metricSeries(name: $n, matchers: $m, from: $from, to: $to, step: $step, aggregation: $a) { labels points { timestamp value } } }";
 const SAMPLES: &str =
     "query($f: MetricFilter, $first: Int, $after: String, $last: Int, $before: String) {
