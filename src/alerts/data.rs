@@ -129,6 +129,12 @@ impl FamilyCache {
     }
 }
 
+/// `(id, labels, last_sample_at, last_value, total, sample_count)` of one series.
+type SeriesTuple = (i64, Value, Option<DateTime<Utc>>, Option<f64>, f64, i64);
+
+/// `(source, level, event_type, timestamp, tags)` of one event.
+type EventTuple = (String, Option<String>, String, DateTime<Utc>, Option<Value>);
+
 async fn load_family(db: &impl ConnectionTrait, name: &str) -> AppResult<Option<FamilySnapshot>> {
     let Some(fam) = family::Entity::find()
         .filter(family::Column::Name.eq(name))
@@ -141,19 +147,18 @@ async fn load_family(db: &impl ConnectionTrait, name: &str) -> AppResult<Option<
         .metric_type
         .parse()
         .map_err(|e: String| AppError::internal(std::io::Error::other(e)))?;
-    let rows: Vec<(i64, Value, Option<DateTime<Utc>>, Option<f64>, f64, i64)> =
-        series::Entity::find()
-            .select_only()
-            .column(series::Column::Id)
-            .column(series::Column::Labels)
-            .column(series::Column::LastSampleAt)
-            .column(series::Column::LastValue)
-            .column(series::Column::Total)
-            .column(series::Column::SampleCount)
-            .filter(series::Column::FamilyId.eq(fam.id))
-            .into_tuple()
-            .all(db)
-            .await?;
+    let rows: Vec<SeriesTuple> = series::Entity::find()
+        .select_only()
+        .column(series::Column::Id)
+        .column(series::Column::Labels)
+        .column(series::Column::LastSampleAt)
+        .column(series::Column::LastValue)
+        .column(series::Column::Total)
+        .column(series::Column::SampleCount)
+        .filter(series::Column::FamilyId.eq(fam.id))
+        .into_tuple()
+        .all(db)
+        .await?;
     let series = rows
         .into_iter()
         .map(
@@ -469,23 +474,22 @@ pub async fn event_times_range(
         .column(events::Column::Timestamp)
         .order_by_asc(events::Column::Timestamp)
         .limit(max_rows as u64 + 1);
-    let rows: Vec<(String, Option<String>, String, DateTime<Utc>, Option<Value>)> =
-        if needs_tags(expr) {
-            q.column(events::Column::Tags)
-                .into_tuple::<(String, Option<String>, String, DateTime<Utc>, Value)>()
-                .all(db)
-                .await?
-                .into_iter()
-                .map(|(s, l, t, at, tags)| (s, l, t, at, Some(tags)))
-                .collect()
-        } else {
-            q.into_tuple::<(String, Option<String>, String, DateTime<Utc>)>()
-                .all(db)
-                .await?
-                .into_iter()
-                .map(|(s, l, t, at)| (s, l, t, at, None))
-                .collect()
-        };
+    let rows: Vec<EventTuple> = if needs_tags(expr) {
+        q.column(events::Column::Tags)
+            .into_tuple::<(String, Option<String>, String, DateTime<Utc>, Value)>()
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|(s, l, t, at, tags)| (s, l, t, at, Some(tags)))
+            .collect()
+    } else {
+        q.into_tuple::<(String, Option<String>, String, DateTime<Utc>)>()
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|(s, l, t, at)| (s, l, t, at, None))
+            .collect()
+    };
     if rows.len() > max_rows {
         return Err(too_much_data("events", max_rows));
     }
