@@ -412,3 +412,119 @@ fn schema_graphql_matches_the_code() {
         "schema.graphql is out of date with the code; regenerate it with `cargo run -- export-schema`"
     );
 }
+
+const EVENT_SUB: &str = "subscription { eventCreated { id source } }";
+
+/// Waits until the server holds `n` event subscribers.
+async fn event_subscribers(app: &TestApp, n: usize) {
+    crate::common::wait_until(Duration::from_secs(10), "event subscribers", || async {
+        let got = app.state.hub.topics().events.subscriber_count();
+        if got >= n {
+            Ok(())
+        } else {
+            Err(got.to_string())
+        }
+    })
+    .await;
+}
+
+async fn ingest(app: &TestApp, token: &str, source: &str) -> String {
+    app.gql_ok(
+        Some(token),
+        "mutation($i: CreateEventInput!) { createEvent(input: $i) { id } }",
+        json!({"i": {"eventType": "LOG", "source": source, "level": "info", "message": "m"}}),
+    )
+    .await["createEvent"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_second_subscription_with_a_live_id_closes_with_4409() {
+    let app = TestApp::spawn().await;
+    let token = app.login_as("USER").await;
+    let mut ws = app.subscribe(Some(&token), EVENT_SUB, json!({})).await;
+    event_subscribers(&app, 1).await;
+    // The first subscription is live: it receives events.
+    let id = ingest(&app, &token, "dup").await;
+    assert_eq!(ws.next_payload().await["data"]["eventCreated"]["id"], id);
+    ws.send(json!({"id": "1", "type": "subscribe", "payload": {"query": EVENT_SUB}}))
+        .await;
+    expect_close(&mut ws, 4409).await;
+    // Closing the socket ended its subscription on the server.
+    crate::common::wait_until(
+        Duration::from_secs(10),
+        "the subscription to end",
+        || async {
+            let got = app.state.hub.topics().events.subscriber_count();
+            if got == 0 {
+                Ok(())
+            } else {
+                Err(got.to_string())
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_finished_subscription_id_may_be_reused() {
+    let app = TestApp::spawn().await;
+    let token = app.login_as("USER").await;
+    let mut ws = app.subscribe(Some(&token), EVENT_SUB, json!({})).await;
+    event_subscribers(&app, 1).await;
+    ws.send(json!({"id": "1", "type": "complete"})).await;
+    crate::common::wait_until(
+        Duration::from_secs(10),
+        "the subscription to end",
+        || async {
+            let got = app.state.hub.topics().events.subscriber_count();
+            if got == 0 {
+                Ok(())
+            } else {
+                Err(got.to_string())
+            }
+        },
+    )
+    .await;
+    ws.send(json!({"id": "1", "type": "subscribe", "payload": {"query": EVENT_SUB}}))
+        .await;
+    event_subscribers(&app, 1).await;
+    let id = ingest(&app, &token, "again").await;
+    assert_eq!(ws.next_payload().await["data"]["eventCreated"]["id"], id);
+}
+
+#[tokio::test]
+async fn deactivating_a_user_ends_their_live_subscriptions() {
+    let app = TestApp::spawn().await;
+    let user = app.create_user("USER").await;
+    let mut ws = app.subscribe(Some(&user.token), EVENT_SUB, json!({})).await;
+    event_subscribers(&app, 1).await;
+    let id = ingest(&app, &app.admin_token, "before").await;
+    assert_eq!(ws.next_payload().await["data"]["eventCreated"]["id"], id);
+    app.gql_ok(
+        Some(&app.admin_token),
+        "mutation($i: DeactivateUserInput!) { deactivateUser(input: $i) { isActive } }",
+        json!({"i": {"userId": user.id}}),
+    )
+    .await;
+    // The connection is closed with 4403 before anything written afterwards
+    // can reach it.
+    ingest(&app, &app.admin_token, "after").await;
+    loop {
+        match ws.recv().await {
+            Some(WsEvent::Closed(code, _)) => {
+                assert_eq!(code, Some(4403));
+                break;
+            }
+            Some(WsEvent::Json(v)) => {
+                assert_ne!(
+                    v["payload"]["data"]["eventCreated"]["source"], "after",
+                    "an event written after deactivation reached the user"
+                );
+            }
+            other => panic!("expected close 4403, got {other:?}"),
+        }
+    }
+}
