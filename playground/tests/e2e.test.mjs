@@ -76,21 +76,23 @@ async function openTab(page, name) {
 }
 
 /**
- * Runs the active tab's query and waits for an answer that `accept` takes.
- * On a cold start the editor can still be wiring itself up when the first
- * click lands, so a click that brought no answer at all is repeated (queries
- * here are reads, safe to run twice).
+ * Presses the execute button until `done` says the run it starts was seen.
+ * Under load a press can land while the editors are still settling and start
+ * nothing; it is pressed again only when nothing is running (the button
+ * offers "Execute", not "Stop") and nothing came of the last press for 3 s.
+ * Every run here is a read or a subscription, safe to start again.
  */
-async function runQuery(page, what, accept) {
-  let clickedAt = 0;
+async function executeUntil(page, what, done) {
+  const button = page.locator('.graphiql-execute-button');
+  let pressedAt = 0;
   await waitFor(
     what,
     async () => {
-      const text = await responseText(page);
-      if (accept(text)) return true;
-      if (Date.now() - clickedAt > 3_000 && !text.trim()) {
-        await page.locator('.graphiql-execute-button').click();
-        clickedAt = Date.now();
+      if (await done()) return true;
+      const idle = ((await button.getAttribute('aria-label')) ?? '').startsWith('Execute');
+      if (idle && Date.now() - pressedAt > 3_000) {
+        await button.click();
+        pressedAt = Date.now();
       }
       return false;
     },
@@ -131,19 +133,16 @@ describe('playground', () => {
 
     // `me` without a token: a clear error, not a crash.
     await openTab(page, 'Me');
-    await runQuery(page, 'the unauthenticated answer', (text) => text.includes('UNAUTHENTICATED'));
+    await executeUntil(page, 'the unauthenticated answer', async () =>
+      (await responseText(page)).includes('UNAUTHENTICATED'),
+    );
 
     // `me` with the token pasted into the headers editor.
     await setEditor(page, headersEditor(page), `{"Authorization": "Bearer ${adminToken}"}`);
-    await page.locator('.graphiql-execute-button').click();
-    await waitFor(
-      '`me` to answer admin',
-      async () => {
-        const text = await responseText(page);
-        return text.includes('"username": "admin"') && text.includes('"role": "ADMIN"');
-      },
-      { timeout: 30_000 },
-    );
+    await executeUntil(page, '`me` to answer admin', async () => {
+      const text = await responseText(page);
+      return text.includes('"username": "admin"') && text.includes('"role": "ADMIN"');
+    });
     await page.screenshot({ path: join(SHOTS, 'playground.png') });
     assertClean(watch);
     await watch.context.close();
@@ -159,8 +158,7 @@ describe('playground', () => {
     // The preloaded subscription tab, with the token in its headers.
     await openTab(page, 'LiveEvents');
     await setEditor(page, headersEditor(page), `{"Authorization": "Bearer ${adminToken}"}`);
-    await page.locator('.graphiql-execute-button').click();
-    await waitFor('the connection_init carrying the token', async () =>
+    await executeUntil(page, 'the connection_init carrying the token', async () =>
       initPayloads.some((p) => p && p.Authorization === `Bearer ${adminToken}`),
     );
 
