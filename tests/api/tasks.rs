@@ -1536,3 +1536,112 @@ async fn creating_an_incident_queues_its_analysis_in_the_same_transaction() {
         "{by_hand}"
     );
 }
+
+/// A server process on `url` that only evaluates alert rules.
+fn alert_replica(url: &str) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .env("DATABASE_URL", url)
+        .env("SIGHTLINE_ADDR", "127.0.0.1:0")
+        .env("SIGHTLINE_ADMIN_PASSWORD", "replica-admin-password")
+        .env("SIGHTLINE_TASK_WORKERS", "0")
+        .env("SIGHTLINE_SCHEDULER", "false")
+        .env("SIGHTLINE_ALERT_EVALUATOR", "true")
+        .env("SIGHTLINE_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start a replica")
+}
+
+struct Replica(std::process::Child);
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn two_replicas_evaluate_each_rule_once_and_take_over_a_crashed_workers_rule() {
+    if !crate::common::backend_is_postgres() {
+        // SKIP LOCKED across processes: PostgreSQL only (SQLite serves one process).
+        return;
+    }
+    use sightline::alerts::entity::{instance, rule as alert_rule, transition};
+    let db = crate::common::TestDb::create().await;
+    let url = db.url.clone();
+    let app = TestApp::spawn_on(db, |c| c.alert_evaluator = false).await;
+    let token = app.admin_token.clone();
+    app.gql_ok(
+        Some(&token),
+        "mutation($i: SubmitMetricInput!) { submitMetric(input: $i) { value } }",
+        json!({"i": {"name": "replica_temp", "metricType": "GAUGE", "value": 50.0}}),
+    )
+    .await;
+    const RULES: usize = 12;
+    for i in 0..RULES {
+        app.gql_ok(
+            Some(&token),
+            "mutation($i: CreateAlertRuleInput!) { createAlertRule(input: $i) { id } }",
+            json!({"i": {"name": format!("replica {i}"), "query": "replica_temp > 10", "evaluationInterval": 2}}),
+        )
+        .await;
+    }
+    // A worker takes one rule's task and dies holding it (lease: one interval).
+    let now = util::now();
+    let crashed = service::claim_scoped(
+        &app.state.db,
+        "crashed-replica-worker",
+        now,
+        now + secs(2),
+        &service::ClaimScope::Only(vec!["monitoring_alert_evaluation".to_owned()]),
+    )
+    .await
+    .unwrap()
+    .expect("a rule task to claim");
+    let crashed_rule: Uuid = crashed.payload["rule_id"].as_str().unwrap().parse().unwrap();
+
+    let _a = Replica(alert_replica(&url));
+    let _b = Replica(alert_replica(&url));
+    wait_until(Duration::from_secs(60), "every rule fires, the crashed one included", || async {
+        let n = instance::Entity::find()
+            .filter(instance::Column::State.eq("firing"))
+            .all(&app.state.db)
+            .await
+            .unwrap()
+            .len();
+        if n == RULES { Ok(()) } else { Err(format!("{n} firing")) }
+    })
+    .await;
+    let taken_over = reload(&app, crashed.id).await;
+    assert_ne!(taken_over.locked_by.as_deref(), Some("crashed-replica-worker"));
+    assert!(taken_over.result.is_some(), "another worker ran it after the lease expired");
+    // Let both replicas evaluate several more rounds, then check that no
+    // rule was ever evaluated twice for a slot: one firing transition each,
+    // and every rule's slot moved on.
+    let before: Vec<_> = alert_rule::Entity::find().all(&app.state.db).await.unwrap();
+    wait_until(Duration::from_secs(60), "every rule is evaluated again", || async {
+        let rules = alert_rule::Entity::find().all(&app.state.db).await.unwrap();
+        let behind = rules
+            .iter()
+            .filter(|r| {
+                let old = before.iter().find(|b| b.id == r.id).unwrap();
+                r.last_evaluated_at <= old.last_evaluated_at
+            })
+            .count();
+        if behind == 0 { Ok(()) } else { Err(format!("{behind} rules not re-evaluated")) }
+    })
+    .await;
+    let transitions = transition::Entity::find().all(&app.state.db).await.unwrap();
+    assert_eq!(transitions.len(), RULES, "one transition per rule: {transitions:?}");
+    assert!(transitions.iter().any(|t| t.rule_id == crashed_rule));
+    for r in alert_rule::Entity::find().all(&app.state.db).await.unwrap() {
+        let live = rule_tasks(&app, &r.id.to_string())
+            .await
+            .into_iter()
+            .filter(|t| ["pending", "running", "failed"].contains(&t.status.as_str()))
+            .count();
+        assert_eq!(live, 1, "one live task for rule {}", r.id);
+    }
+}
