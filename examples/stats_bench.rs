@@ -84,10 +84,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let batch: Vec<_> = (stored..stored + n)
             .map(|i| {
                 let level = if i % 7 == 0 { "error" } else { "info" };
-                let mut e =
-                    sightline::events::NewEvent::log(format!("svc{}", i % SOURCES), Some(level), "x");
+                let mut e = sightline::events::NewEvent::log(
+                    format!("svc{}", i % SOURCES),
+                    Some(level),
+                    "x",
+                );
                 // Spread over two days, so "last hour" is a small part.
-                e.timestamp = Some(now - TimeDelta::milliseconds(((i * 172_800) % 172_800_000) as i64));
+                e.timestamp =
+                    Some(now - TimeDelta::milliseconds(((i * 172_800) % 172_800_000) as i64));
                 e
             })
             .collect();

@@ -1600,41 +1600,71 @@ async fn two_replicas_evaluate_each_rule_once_and_take_over_a_crashed_workers_ru
     .await
     .unwrap()
     .expect("a rule task to claim");
-    let crashed_rule: Uuid = crashed.payload["rule_id"].as_str().unwrap().parse().unwrap();
+    let crashed_rule: Uuid = crashed.payload["rule_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
 
     let _a = Replica(alert_replica(&url));
     let _b = Replica(alert_replica(&url));
-    wait_until(Duration::from_secs(60), "every rule fires, the crashed one included", || async {
-        let n = instance::Entity::find()
-            .filter(instance::Column::State.eq("firing"))
-            .all(&app.state.db)
-            .await
-            .unwrap()
-            .len();
-        if n == RULES { Ok(()) } else { Err(format!("{n} firing")) }
-    })
+    wait_until(
+        Duration::from_secs(60),
+        "every rule fires, the crashed one included",
+        || async {
+            let n = instance::Entity::find()
+                .filter(instance::Column::State.eq("firing"))
+                .all(&app.state.db)
+                .await
+                .unwrap()
+                .len();
+            if n == RULES {
+                Ok(())
+            } else {
+                Err(format!("{n} firing"))
+            }
+        },
+    )
     .await;
     let taken_over = reload(&app, crashed.id).await;
-    assert_ne!(taken_over.locked_by.as_deref(), Some("crashed-replica-worker"));
-    assert!(taken_over.result.is_some(), "another worker ran it after the lease expired");
+    assert_ne!(
+        taken_over.locked_by.as_deref(),
+        Some("crashed-replica-worker")
+    );
+    assert!(
+        taken_over.result.is_some(),
+        "another worker ran it after the lease expired"
+    );
     // Let both replicas evaluate several more rounds, then check that no
     // rule was ever evaluated twice for a slot: one firing transition each,
     // and every rule's slot moved on.
     let before: Vec<_> = alert_rule::Entity::find().all(&app.state.db).await.unwrap();
-    wait_until(Duration::from_secs(60), "every rule is evaluated again", || async {
-        let rules = alert_rule::Entity::find().all(&app.state.db).await.unwrap();
-        let behind = rules
-            .iter()
-            .filter(|r| {
-                let old = before.iter().find(|b| b.id == r.id).unwrap();
-                r.last_evaluated_at <= old.last_evaluated_at
-            })
-            .count();
-        if behind == 0 { Ok(()) } else { Err(format!("{behind} rules not re-evaluated")) }
-    })
+    wait_until(
+        Duration::from_secs(60),
+        "every rule is evaluated again",
+        || async {
+            let rules = alert_rule::Entity::find().all(&app.state.db).await.unwrap();
+            let behind = rules
+                .iter()
+                .filter(|r| {
+                    let old = before.iter().find(|b| b.id == r.id).unwrap();
+                    r.last_evaluated_at <= old.last_evaluated_at
+                })
+                .count();
+            if behind == 0 {
+                Ok(())
+            } else {
+                Err(format!("{behind} rules not re-evaluated"))
+            }
+        },
+    )
     .await;
     let transitions = transition::Entity::find().all(&app.state.db).await.unwrap();
-    assert_eq!(transitions.len(), RULES, "one transition per rule: {transitions:?}");
+    assert_eq!(
+        transitions.len(),
+        RULES,
+        "one transition per rule: {transitions:?}"
+    );
     assert!(transitions.iter().any(|t| t.rule_id == crashed_rule));
     for r in alert_rule::Entity::find().all(&app.state.db).await.unwrap() {
         let live = rule_tasks(&app, &r.id.to_string())
