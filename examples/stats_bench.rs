@@ -78,6 +78,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let now = sightline::util::now();
     let started = Instant::now();
+    // A database seeded by an earlier run is measured again as it is.
+    let already = sightline::events::service::totals(db)
+        .await
+        .map_err(|e| e.describe())?
+        .total as usize;
+    if already >= events_wanted {
+        println!("reusing the {already} events already stored");
+    } else {
+        seed(&state, events_wanted, now).await?;
+    }
+    println!(
+        "data: {events_wanted} events, {SAMPLES} samples, {INCIDENTS} incidents, 1 rule, in {:.1?}",
+        started.elapsed()
+    );
+    measure(&state, now).await
+}
+
+async fn seed(
+    state: &sightline::AppState,
+    events_wanted: usize,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let db = &state.db;
+    let started = Instant::now();
     let mut stored = 0usize;
     while stored < events_wanted {
         let n = (events_wanted - stored).min(1_000);
@@ -99,7 +123,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await
             .map_err(|e| e.describe())?;
         stored += n;
-        if stored % 100_000 == 0 {
+        if stored.is_multiple_of(100_000) {
             println!("  {stored} events stored ({:.0?})", started.elapsed());
         }
     }
@@ -132,7 +156,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut incident_ids = Vec::new();
     for i in 0..INCIDENTS {
         let inc = sightline::incidents::service::create(
-            &state,
+            state,
             &admin,
             NewIncident {
                 title: format!("bench incident {i}"),
@@ -144,24 +168,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         incident_ids.push(inc.id);
     }
     for id in incident_ids.iter().take(INCIDENTS / 2) {
-        sightline::incidents::service::resolve(&state, &admin, *id, None)
+        sightline::incidents::service::resolve(state, &admin, *id, None)
             .await
             .map_err(|e| e.describe())?;
     }
     let rule = sightline::alerts::service::create_rule(
-        &state,
+        state,
         &admin,
         sightline::alerts::model::RuleDraft::new("bench hot", "bench_load > 10"),
     )
     .await
     .map_err(|e| e.describe())?;
-    sightline::alerts::evaluator::evaluate_rule(&state, rule.id, sightline::util::now())
+    sightline::alerts::evaluator::evaluate_rule(state, rule.id, sightline::util::now())
         .await
         .map_err(|e| e.describe())?;
-    println!(
-        "data: {events_wanted} events, {SAMPLES} samples, {INCIDENTS} incidents, 1 rule, in {:.1?}",
-        started.elapsed()
-    );
+    Ok(())
+}
+
+async fn measure(
+    state: &sightline::AppState,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let db = &state.db;
     if state.backend == sightline::db::Backend::Postgres {
         db.execute_unprepared("ANALYZE").await?;
     }
@@ -204,10 +232,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ms(hour_count)
     );
     let samples = scalar(db, "SELECT COUNT(*) FROM metric_samples").await?;
+    let firing = scalar(
+        db,
+        "SELECT COUNT(*) FROM alert_instances WHERE state = 'firing'",
+    )
+    .await?;
+    let open = scalar(
+        db,
+        "SELECT COUNT(*) FROM incidents WHERE status IN ('open', 'investigating')",
+    )
+    .await?;
     let ok = stats.total_events == total as u64
         && stats.total_metrics == samples as u64
-        && stats.open_incidents == (INCIDENTS - INCIDENTS / 2) as u64
-        && stats.active_alerts as usize == SERIES;
+        && stats.open_incidents == open as u64
+        && open as usize == INCIDENTS - INCIDENTS / 2
+        && stats.active_alerts == firing as u64
+        && firing > 0;
     println!(
         "figures match full counts: {}",
         if ok { "yes" } else { "NO" }
