@@ -344,7 +344,7 @@ pub struct Config {
     #[arg(long, env = "SIGHTLINE_SUMMARY_WINDOW", default_value = "10m", value_parser = parse_duration, global = true)]
     pub summary_window: Duration,
 
-    /// Whether this server runs the background alert rule evaluator.
+    /// Whether this server evaluates alert rules: when on, it runs one worker dedicated to `monitoring_alert_evaluation` tasks (one live task per enabled rule, claimed with SKIP LOCKED, so each rule is evaluated by exactly one worker across replicas); when off, this replica leaves rule evaluation to the others (its general workers never take those tasks).
     #[arg(long, env = "SIGHTLINE_ALERT_EVALUATOR", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub alert_evaluator: bool,
 

@@ -450,6 +450,7 @@ pub async fn create(
         }],
     )
     .await?;
+    crate::tasks::enqueue_incident_analysis(&txn, created.id).await?; // tasks: analysis queued with the incident
     txn.commit().await?;
     tracing::info!(incident_id = %created.id, "incident created");
     publish(state, IncidentEvent::Created(created.clone()));

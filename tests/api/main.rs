@@ -12,5 +12,6 @@ mod metrics;
 mod playground;
 mod process;
 mod prometheus;
+mod stats;
 mod tasks;
 mod transport;
