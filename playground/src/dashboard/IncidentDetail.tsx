@@ -57,7 +57,7 @@ interface Detail extends Incident {
   timeToAcknowledge: number | null;
   timeToResolve: number | null;
   createdBy: { username: string } | null;
-  alerts: { ruleName: string; linkedAt: string }[];
+  alerts: { id: string; state: string; firedAt: string | null; rule: { name: string } }[];
   notes: { totalCount: number; nodes: Note[] };
   timeline: { totalCount: number; windowStart: string; nodes: TimelineEntry[] };
   analysis: Analysis | null;
@@ -211,7 +211,7 @@ export function IncidentDetail({ api, id, onClose }: { api: Api; id: string; onC
               {detail.alerts.length > 0 && (
                 <>
                   <dt>Alerts</dt>
-                  <dd>{detail.alerts.map((a) => a.ruleName).join(', ')}</dd>
+                  <dd>{detail.alerts.map((a) => a.rule.name).join(', ')}</dd>
                 </>
               )}
               {detail.sources.length > 0 && (

@@ -26,12 +26,13 @@ const LIST: &str = "{ incidents(first: 100) {
   }
 } }";
 
-struct Counted {
-    state: sightline::AppState,
-    statements: Arc<Mutex<Vec<String>>>,
+pub(super) struct Counted {
+    pub(super) state: sightline::AppState,
+    pub(super) statements: Arc<Mutex<Vec<String>>>,
 }
 
-fn counted(app: &TestApp) -> Counted {
+/// The server's state on a connection that records every statement it runs.
+pub(super) fn counted(app: &TestApp) -> Counted {
     let statements = Arc::new(Mutex::new(Vec::new()));
     let sink = statements.clone();
     let mut db = app.state.db.clone();
@@ -47,7 +48,7 @@ fn counted(app: &TestApp) -> Counted {
     }
 }
 
-async fn identity(app: &TestApp, token: &str) -> Identity {
+pub(super) async fn identity(app: &TestApp, token: &str) -> Identity {
     sightline::auth::service::authenticate(&app.state.db, token)
         .await
         .unwrap()
