@@ -132,7 +132,7 @@ pub struct FiredAlert {
     /// The rule.
     pub rule_id: Uuid,
     /// The rule's name when it fired.
-    pub rule_name: Option<String>,
+    pub rule_name: String,
     /// The alert instance.
     pub instance_id: Uuid,
     /// The instance's labels.
@@ -507,7 +507,7 @@ async fn fired_alerts(
         .map(|t| FiredAlert {
             transition_id: t.id,
             rule_id: t.rule_id,
-            rule_name: Some(t.rule_name),
+            rule_name: t.rule_name,
             linked: linked.contains(&t.instance_id),
             instance_id: t.instance_id,
             labels: t.labels,

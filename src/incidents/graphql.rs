@@ -817,7 +817,7 @@ pub struct AnalysisAlert {
     /// The rule's id.
     pub rule_id: ID,
     /// The rule's name when it fired.
-    pub rule_name: Option<String>,
+    pub rule_name: String,
     /// The alert instance's id.
     pub instance_id: ID,
     /// The instance's labels.

@@ -38,7 +38,7 @@ interface Analysis {
     score: number;
     firstError: { eventId: string; at: string; level: string; message: string | null } | null;
   }[];
-  alerts: { ruleName: string | null; labels: Record<string, string>; value: number | null; at: string }[];
+  alerts: { ruleName: string; labels: Record<string, string>; value: number | null; at: string }[];
   metrics: {
     rank: number;
     name: string;
@@ -347,7 +347,7 @@ function AnalysisView({ analysis }: { analysis: Analysis | null }) {
         <ul>
           {analysis.alerts.map((a, i) => (
             <li key={i}>
-              alert <strong>{a.ruleName ?? 'a deleted rule'}</strong> {formatLabels(a.labels)} fired {fmt(a.at)}
+              alert <strong>{a.ruleName}</strong> {formatLabels(a.labels)} fired {fmt(a.at)}
               {a.value !== null && ` (value ${a.value})`}
             </li>
           ))}
