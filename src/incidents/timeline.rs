@@ -236,7 +236,7 @@ fn alert_events_of(backend: DatabaseBackend, instances: &[Uuid]) -> Condition {
             // Never NULL, so that the negation keeps every other event.
             Expr::expr(Func::coalesce([
                 json_field(backend, "payload", "alert_id"),
-                Expr::val("").into(),
+                Expr::val(""),
             ]))
             .is_in(instances.iter().map(|i| i.to_string())),
         )

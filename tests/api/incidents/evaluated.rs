@@ -407,8 +407,7 @@ async fn statements_for_alerts(app: &TestApp, expect: usize) -> usize {
         assert_eq!(n["alerts"].as_array().unwrap().len(), 1, "{n}");
         assert_eq!(n["alerts"][0]["state"], "FIRING");
     }
-    let n = c.statements.lock().unwrap().len();
-    n
+    c.statements.lock().unwrap().len()
 }
 
 async fn fire_rules(app: &TestApp, from: usize, to: usize) {
