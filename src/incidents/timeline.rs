@@ -30,7 +30,7 @@ use sea_orm::sea_query::{
 };
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, FromQueryResult, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    QueryFilter, QueryOrder, QuerySelect, Select,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -266,6 +266,31 @@ fn warn_levels() -> Vec<&'static str> {
         .collect()
 }
 
+/// The first `take` rows of `q` after `after`, in `(time, id)` order: one
+/// range scan of a `(…, time, id)` index.
+async fn page_of<E>(
+    db: &impl ConnectionTrait,
+    q: Select<E>,
+    at: E::Column,
+    id: E::Column,
+    after: Option<Cursor>,
+    take: u64,
+) -> AppResult<Vec<E::Model>>
+where
+    E: EntityTrait,
+    E::Column: ColumnTrait + Copy,
+{
+    let q = match &after {
+        Some(c) => q.filter(after_condition(at, id, c, true)),
+        None => q,
+    };
+    Ok(q.order_by_asc(at)
+        .order_by_asc(id)
+        .limit(take)
+        .all(db)
+        .await?)
+}
+
 impl Timeline {
     fn window_cond(&self) -> Condition {
         Condition::all()
@@ -417,21 +442,15 @@ impl Timeline {
         after: Option<Cursor>,
         take: u64,
     ) -> AppResult<Vec<Entry>> {
-        let mut q = change::Entity::find().filter(self.changes_cond());
-        if let Some(c) = &after {
-            q = q.filter(after_condition(
-                change::Column::At,
-                change::Column::Id,
-                c,
-                true,
-            ));
-        }
-        let rows = q
-            .order_by_asc(change::Column::At)
-            .order_by_asc(change::Column::Id)
-            .limit(take)
-            .all(db)
-            .await?;
+        let rows = page_of(
+            db,
+            change::Entity::find().filter(self.changes_cond()),
+            change::Column::At,
+            change::Column::Id,
+            after,
+            take,
+        )
+        .await?;
         // Name the users that assignment changes mention: one query.
         let mut mentioned: Vec<Uuid> = rows
             .iter()
@@ -479,21 +498,15 @@ impl Timeline {
         if linked.is_empty() {
             return Ok(Vec::new());
         }
-        let mut q = transition::Entity::find().filter(self.transitions_cond(linked));
-        if let Some(c) = &after {
-            q = q.filter(after_condition(
-                transition::Column::At,
-                transition::Column::Id,
-                c,
-                true,
-            ));
-        }
-        let rows = q
-            .order_by_asc(transition::Column::At)
-            .order_by_asc(transition::Column::Id)
-            .limit(take)
-            .all(db)
-            .await?;
+        let rows = page_of(
+            db,
+            transition::Entity::find().filter(self.transitions_cond(linked)),
+            transition::Column::At,
+            transition::Column::Id,
+            after,
+            take,
+        )
+        .await?;
         // The alert events of firing and resolved transitions: one statement.
         let mut times: Vec<DateTime<Utc>> = rows
             .iter()
@@ -547,21 +560,15 @@ impl Timeline {
         after: Option<Cursor>,
         take: u64,
     ) -> AppResult<Vec<Entry>> {
-        let mut q = note::Entity::find().filter(note::Column::IncidentId.eq(self.incident.id));
-        if let Some(c) = &after {
-            q = q.filter(after_condition(
-                note::Column::CreatedAt,
-                note::Column::Id,
-                c,
-                true,
-            ));
-        }
-        let rows = q
-            .order_by_asc(note::Column::CreatedAt)
-            .order_by_asc(note::Column::Id)
-            .limit(take)
-            .all(db)
-            .await?;
+        let rows = page_of(
+            db,
+            note::Entity::find().filter(note::Column::IncidentId.eq(self.incident.id)),
+            note::Column::CreatedAt,
+            note::Column::Id,
+            after,
+            take,
+        )
+        .await?;
         Ok(rows
             .into_iter()
             .map(|n| Entry {

@@ -434,19 +434,7 @@ mod tests {
         aggregate(a, kind, &samples, window)
     }
 
-    const ALL: [Aggregation; 11] = [
-        Aggregation::Avg,
-        Aggregation::Min,
-        Aggregation::Max,
-        Aggregation::Sum,
-        Aggregation::Count,
-        Aggregation::Last,
-        Aggregation::Rate,
-        Aggregation::P50,
-        Aggregation::P90,
-        Aggregation::P95,
-        Aggregation::P99,
-    ];
+    const ALL: [Aggregation; 11] = Aggregation::ALL;
     const KINDS: [MetricKind; 4] = [
         MetricKind::Counter,
         MetricKind::Gauge,
