@@ -667,7 +667,7 @@ impl AlertStateChange {
 /// incident linked to that alert that is not closed, except those just
 /// opened for it (their creation says it): the incident is touched and an
 /// `incidentUpdated` follows. Nothing is queried per alert except the
-/// openings: the linked incidents are read in one statement.
+/// openings: the links are read in one statement per 500 alerts.
 pub async fn apply_alert_changes_in(
     txn: &DatabaseTransaction,
     backend: Backend,
@@ -685,15 +685,22 @@ pub async fn apply_alert_changes_in(
     if changes.is_empty() {
         return Ok(out);
     }
-    let instances: Vec<Uuid> = changes.iter().map(|c| c.instance_id).collect();
-    let mut links: Vec<(Uuid, Uuid)> = incident_alert::Entity::find()
-        .select_only()
-        .column(incident_alert::Column::IncidentId)
-        .column(incident_alert::Column::InstanceId)
-        .filter(incident_alert::Column::InstanceId.is_in(instances))
-        .into_tuple()
-        .all(txn)
-        .await?;
+    let mut instances: Vec<Uuid> = changes.iter().map(|c| c.instance_id).collect();
+    instances.sort();
+    instances.dedup();
+    let mut links: Vec<(Uuid, Uuid)> = Vec::new();
+    // Bounded IN lists: a rule may resolve thousands of alerts at once.
+    for chunk in instances.chunks(500) {
+        let found: Vec<(Uuid, Uuid)> = incident_alert::Entity::find()
+            .select_only()
+            .column(incident_alert::Column::IncidentId)
+            .column(incident_alert::Column::InstanceId)
+            .filter(incident_alert::Column::InstanceId.is_in(chunk.iter().copied()))
+            .into_tuple()
+            .all(txn)
+            .await?;
+        links.extend(found);
+    }
     links.retain(|link| !opened.contains(link));
     links.sort();
     let mut by_incident: BTreeMap<Uuid, Vec<FieldChange>> = BTreeMap::new();

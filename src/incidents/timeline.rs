@@ -761,6 +761,43 @@ mod tests {
     }
 
     #[test]
+    fn transition_summaries_name_the_rule_labels_states_and_value() {
+        let mut t = transition::Model {
+            id: Uuid::now_v7(),
+            rule_id: Uuid::now_v7(),
+            rule_name: "HighCPU".into(),
+            instance_id: Uuid::now_v7(),
+            labels: json!({"host": "a", "dc": "eu"}),
+            severity: "critical".into(),
+            from_state: "pending".into(),
+            to_state: "firing".into(),
+            value: Some(97.5),
+            silenced: false,
+            at: crate::util::now(),
+        };
+        assert_eq!(
+            transition_summary(&t),
+            "alert HighCPU {dc=eu, host=a} firing (value 97.5)"
+        );
+        t.from_state = "firing".into();
+        t.to_state = "inactive".into();
+        t.value = Some(f64::NAN);
+        assert_eq!(
+            transition_summary(&t),
+            "alert HighCPU {dc=eu, host=a} resolved"
+        );
+        t.from_state = "inactive".into();
+        t.to_state = "pending".into();
+        t.labels = json!({});
+        t.value = None;
+        t.silenced = true;
+        assert_eq!(
+            transition_summary(&t),
+            "alert HighCPU inactive → pending [silenced]"
+        );
+    }
+
+    #[test]
     fn change_summaries_name_the_field_and_both_values() {
         let now = crate::util::now();
         let mut c = change::Model {
