@@ -663,10 +663,11 @@ impl AlertStateChange {
 /// For each alert in `opening` (firing, unsilenced, of a rule with
 /// `createIncident`), an incident is opened unless one is already open for
 /// that alert ([`open_for_alert_in`]). Each change in `changes` (an alert
-/// firing or resolving) is then audited as an `alert` change on every
-/// incident linked to that alert that is not closed, except those just
-/// opened for it (their creation says it): the incident is touched and an
-/// `incidentUpdated` follows. Nothing is queried per alert except the
+/// firing or resolving) is then audited as an `alert` change on every open
+/// or investigating incident linked to that alert, except one just opened
+/// for it (its creation says it): the incident is touched and an
+/// `incidentUpdated` follows. Resolved and closed incidents are left alone
+/// (a flapping alert does not rewrite old incidents' trails). Nothing is queried per alert except the
 /// openings: the links are read in one statement per 500 alerts.
 pub async fn apply_alert_changes_in(
     txn: &DatabaseTransaction,
@@ -689,6 +690,13 @@ pub async fn apply_alert_changes_in(
     instances.sort();
     instances.dedup();
     let mut links: Vec<(Uuid, Uuid)> = Vec::new();
+    let active = Query::select()
+        .column(incident::Column::Id)
+        .from(incident::Entity)
+        .and_where(
+            incident::Column::Status.is_in([Status::Open.as_str(), Status::Investigating.as_str()]),
+        )
+        .to_owned();
     // Bounded IN lists: a rule may resolve thousands of alerts at once.
     for chunk in instances.chunks(500) {
         let found: Vec<(Uuid, Uuid)> = incident_alert::Entity::find()
@@ -696,6 +704,7 @@ pub async fn apply_alert_changes_in(
             .column(incident_alert::Column::IncidentId)
             .column(incident_alert::Column::InstanceId)
             .filter(incident_alert::Column::InstanceId.is_in(chunk.iter().copied()))
+            .filter(incident_alert::Column::IncidentId.in_subquery(active.clone()))
             .into_tuple()
             .all(txn)
             .await?;
@@ -717,7 +726,8 @@ pub async fn apply_alert_changes_in(
         let Some(current) = lock_incident(txn, backend, incident_id).await? else {
             continue;
         };
-        if Status::stored(&current.status) == Status::Closed || fields.is_empty() {
+        // Re-checked under the lock: it may have been resolved meanwhile.
+        if !Status::stored(&current.status).is_active() || fields.is_empty() {
             continue;
         }
         let now = util::now();

@@ -327,6 +327,15 @@ async fn a_firing_again_joins_the_open_incident_and_only_a_later_one_opens_anoth
             .unwrap(),
         1
     );
+    let alert_changes = audit(&app, &first)
+        .await
+        .iter()
+        .filter(|t| t.0 == "alert")
+        .count();
+    assert_eq!(
+        alert_changes, 2,
+        "a resolved incident's trail is left alone"
+    );
 }
 
 #[tokio::test]
