@@ -125,6 +125,7 @@ impl Application {
             backend: Backend::of(&db),
             db,
             ingest,
+            auth_cache: Arc::new(auth::cache::AuthCache::new(config.auth_cache_ttl)),
             login_limiter: Arc::new(LoginLimiter::new(
                 config.login_max_failures,
                 config.login_lockout,
