@@ -26,7 +26,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::expr::{AggFn, AlertExpr, matches_all};
+use super::expr::{AlertExpr, matches_all};
 use super::model::Severity;
 use super::state::{Timing, Transition, replay};
 use crate::metrics::aggregate::{Aggregation, MetricKind, aggregate};
@@ -227,36 +227,19 @@ fn window_slice(
     samples.get(start..end).unwrap_or_default()
 }
 
-/// The aggregation behind a function.
-pub fn aggregation_of(function: AggFn) -> Aggregation {
-    match function {
-        AggFn::Avg => Aggregation::Avg,
-        AggFn::Min => Aggregation::Min,
-        AggFn::Max => Aggregation::Max,
-        AggFn::Sum => Aggregation::Sum,
-        AggFn::Count => Aggregation::Count,
-        AggFn::Last => Aggregation::Last,
-        AggFn::Rate => Aggregation::Rate,
-        AggFn::P50 => Aggregation::P50,
-        AggFn::P90 => Aggregation::P90,
-        AggFn::P95 => Aggregation::P95,
-        AggFn::P99 => Aggregation::P99,
-    }
-}
-
 fn group_window_value(
-    function: AggFn,
+    function: Aggregation,
     kind: MetricKind,
     slices: &[&[(DateTime<Utc>, f64)]],
     window_secs: f64,
 ) -> Option<f64> {
-    let agg = aggregation_of(function);
+    let agg = function;
     match function {
-        AggFn::Rate => slices
+        Aggregation::Rate => slices
             .iter()
             .filter_map(|slice| aggregate(agg, kind, slice, window_secs))
             .reduce(|a, b| a + b),
-        AggFn::Last => slices
+        Aggregation::Last => slices
             .iter()
             .filter_map(|slice| slice.last())
             .max_by_key(|s| s.0)
@@ -391,7 +374,7 @@ pub fn event_value(expr: &AlertExpr, count: u64) -> Option<f64> {
     }
     let window = expr.window_secs.unwrap_or(1).max(1) as f64;
     match expr.function {
-        Some(AggFn::Rate) => Some(count as f64 / window),
+        Some(Aggregation::Rate) => Some(count as f64 / window),
         _ => Some(count as f64),
     }
 }

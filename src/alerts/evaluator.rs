@@ -34,10 +34,15 @@ use super::data::{self, FamilyCache};
 use super::entity::{instance, rule, silence, transition};
 use super::eval::{self, Budget, LabelSet};
 use super::expr::{AlertExpr, Matcher, Source, matches_all};
-use super::model::{self, Annotations, Severity};
+use super::model::{self, Annotations, IncidentSeverity, Severity};
 use super::state::{self, AlertState, Instance, Timing, Transition};
+use crate::db::Backend;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::events::{self, EventType, NewEvent};
+use crate::incidents::{
+    self,
+    service::{AlertStateChange, FiringAlert, IncidentEvent},
+};
 use crate::state::AppState;
 use crate::util;
 
@@ -198,6 +203,22 @@ pub(crate) struct Changes {
     instances: Vec<instance::Model>,
     transitions: Vec<transition::Model>,
     events: Vec<NewEvent>,
+    /// Alerts that open an incident (firing, unsilenced, `createIncident`).
+    opening: Vec<FiringAlert>,
+    /// Firing and resolved transitions, for the incidents linked to them.
+    alert_changes: Vec<AlertStateChange>,
+}
+
+/// What one evaluation (or forced deactivation) committed, for [`publish`]:
+/// the transitions, the alert events, and what they did to incidents.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// The stored transitions.
+    pub transitions: Vec<transition::Model>,
+    /// The stored alert events.
+    pub events: Vec<events::entity::Model>,
+    /// Incidents opened or changed by the transitions.
+    pub incidents: Vec<IncidentEvent>,
 }
 
 impl Changes {
@@ -210,6 +231,8 @@ impl Changes {
             instances: Vec::new(),
             transitions: Vec::new(),
             events: Vec::new(),
+            opening: Vec::new(),
+            alert_changes: Vec::new(),
         }
     }
 
@@ -248,6 +271,7 @@ impl Changes {
             created_at: prev.map_or(now, |p| p.created_at),
             updated_at: now,
         };
+        self.note_for_incidents(prev, labels, &row, transition);
         if let Some(t) = transition {
             self.transitions.push(transition::Model {
                 id: Uuid::now_v7(),
@@ -269,6 +293,57 @@ impl Changes {
             }
         }
         self.instances.push(row);
+    }
+
+    /// Notes what the step means for incidents: a firing, unsilenced alert
+    /// of a rule with `createIncident` opens one (when it starts firing, or
+    /// when its silence ends while it fires), and every firing or resolved
+    /// transition is recorded on the incidents linked to the alert.
+    fn note_for_incidents(
+        &mut self,
+        prev: Option<&instance::Model>,
+        labels: &LabelSet,
+        row: &instance::Model,
+        transition: Option<Transition>,
+    ) {
+        let firing = row.state == AlertState::Firing.as_str();
+        let started = transition.is_some_and(|t| t.to == AlertState::Firing);
+        let unsilenced = prev.is_some_and(|p| p.silenced_by.is_some());
+        if self.rule.create_incident
+            && firing
+            && row.silenced_by.is_none()
+            && (started || unsilenced)
+        {
+            let severity = self
+                .rule
+                .incident_severity
+                .as_deref()
+                .and_then(|s| s.parse::<IncidentSeverity>().ok())
+                .unwrap_or_else(|| self.severity.default_incident_severity());
+            self.opening.push(FiringAlert {
+                instance_id: row.id,
+                rule_id: self.rule.id,
+                rule_name: self.rule.name.clone(),
+                labels: labels.clone(),
+                severity,
+                value: row.value,
+                fired_at: row.fired_at.unwrap_or(self.now),
+                summary: self.annotations.summary.clone(),
+            });
+        }
+        let Some(t) = transition else { return };
+        let resolved = t.from == AlertState::Firing && t.to == AlertState::Inactive;
+        if started || resolved {
+            self.alert_changes.push(AlertStateChange {
+                instance_id: row.id,
+                rule_name: self.rule.name.clone(),
+                labels: labels.clone(),
+                from: t.from.as_str().to_owned(),
+                to: t.to.as_str().to_owned(),
+                value: t.value,
+                at: t.at,
+            });
+        }
     }
 
     fn alert_event(
@@ -322,12 +397,10 @@ impl Changes {
         }
     }
 
-    /// Writes the instances, transitions and events through `txn`; returns
-    /// the stored transitions and events for publishing after the commit.
-    pub(crate) async fn write(
-        self,
-        txn: &DatabaseTransaction,
-    ) -> AppResult<(Vec<transition::Model>, Vec<events::entity::Model>)> {
+    /// Writes the instances, transitions, events and their effect on
+    /// incidents through `txn`; returns what was stored, for [`publish`]
+    /// after the commit.
+    pub(crate) async fn write(self, txn: &DatabaseTransaction) -> AppResult<Written> {
         for chunk in self.instances.chunks(INSERT_CHUNK) {
             let rows: Vec<instance::ActiveModel> = chunk
                 .iter()
@@ -371,23 +444,32 @@ impl Changes {
         for event in self.events {
             stored_events.push(events::create_event(txn, None, event).await?);
         }
-        Ok((self.transitions, stored_events))
+        let incidents = incidents::service::apply_alert_changes_in(
+            txn,
+            Backend::of(txn),
+            &self.opening,
+            &self.alert_changes,
+        )
+        .await?;
+        Ok(Written {
+            transitions: self.transitions,
+            events: stored_events,
+            incidents,
+        })
     }
 }
 
-/// Sends committed transitions and alert events to live subscribers.
-pub fn publish(
-    state: &AppState,
-    transitions: Vec<transition::Model>,
-    stored_events: Vec<events::entity::Model>,
-) {
+/// Sends committed transitions, alert events and incident changes to live
+/// subscribers.
+pub fn publish(state: &AppState, written: Written) {
     let topic = &state.hub.topics().alerts;
-    for t in transitions {
+    for t in written.transitions {
         topic.publish(Arc::new(t));
     }
-    for e in stored_events {
+    for e in written.events {
         events::publish_created(&state.hub, e);
     }
+    incidents::service::publish_all(state, written.incidents);
 }
 
 /// The groups whose condition holds at `now`, with their values.
@@ -517,7 +599,7 @@ async fn evaluate(
         .all(&txn)
         .await?;
     let changes = step_instances(&current, existing, &matching, &silences, now);
-    let (transitions, stored_events) = changes.write(&txn).await?;
+    let written = changes.write(&txn).await?;
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     let mut update = rule::Entity::update_many()
         .col_expr(rule::Column::LastEvaluatedAt, Expr::value(now))
@@ -533,7 +615,7 @@ async fn evaluate(
     txn.commit().await?;
     tracing::debug!(
         matching = matching.len(),
-        transitions = transitions.len(),
+        transitions = written.transitions.len(),
         elapsed_ms,
         "alert rule evaluated"
     );
@@ -542,11 +624,11 @@ async fn evaluate(
         at: now,
         evaluated: true,
         matching: matching.len(),
-        transitions: transitions.clone(),
+        transitions: written.transitions.clone(),
         error: None,
         duration: started.elapsed(),
     };
-    publish(state, transitions, stored_events);
+    publish(state, written);
     Ok(outcome)
 }
 
@@ -620,7 +702,7 @@ pub async fn deactivate_rule_alerts(
     txn: &DatabaseTransaction,
     rule: &rule::Model,
     now: DateTime<Utc>,
-) -> AppResult<(Vec<transition::Model>, Vec<events::entity::Model>)> {
+) -> AppResult<Written> {
     let active = instance::Entity::find()
         .filter(instance::Column::RuleId.eq(rule.id))
         .filter(instance::Column::State.ne(AlertState::Inactive.as_str()))

@@ -85,7 +85,7 @@ pub struct AlertExpr {
     /// Label matchers that every selected series must satisfy.
     pub matchers: Vec<Matcher>,
     /// Aggregation over the window; `None` means the latest value of each series.
-    pub function: Option<AggFn>,
+    pub function: Option<Aggregation>,
     /// Length of the window in seconds; present exactly when `function` is.
     pub window_secs: Option<u64>,
     /// Labels to group by; empty means one group per distinct series for an
@@ -120,87 +120,14 @@ pub enum Source {
     Events,
 }
 
-/// An aggregation function applied over a window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AggFn {
-    /// Arithmetic mean of the samples.
-    Avg,
-    /// Smallest sample.
-    Min,
-    /// Largest sample.
-    Max,
-    /// Sum of the samples.
-    Sum,
-    /// Number of samples (or events).
-    Count,
-    /// Most recent sample.
-    Last,
-    /// Per-second rate (for events: events per second).
-    Rate,
-    /// 50th percentile of the samples.
-    P50,
-    /// 90th percentile of the samples.
-    P90,
-    /// 95th percentile of the samples.
-    P95,
-    /// 99th percentile of the samples.
-    P99,
-}
+/// An aggregation function applied over a window is the metrics domain's
+/// [`Aggregation`], written by its lowercase name (`avg`, `p99`, ...).
+pub use crate::metrics::aggregate::Aggregation;
 
-impl AggFn {
-    /// Every function, in the order they are listed in error messages.
-    pub const ALL: [AggFn; 11] = [
-        AggFn::Avg,
-        AggFn::Min,
-        AggFn::Max,
-        AggFn::Sum,
-        AggFn::Count,
-        AggFn::Last,
-        AggFn::Rate,
-        AggFn::P50,
-        AggFn::P90,
-        AggFn::P95,
-        AggFn::P99,
-    ];
-
-    /// The name used in expressions, e.g. `"p99"`.
-    pub fn name(self) -> &'static str {
-        match self {
-            AggFn::Avg => "avg",
-            AggFn::Min => "min",
-            AggFn::Max => "max",
-            AggFn::Sum => "sum",
-            AggFn::Count => "count",
-            AggFn::Last => "last",
-            AggFn::Rate => "rate",
-            AggFn::P50 => "p50",
-            AggFn::P90 => "p90",
-            AggFn::P95 => "p95",
-            AggFn::P99 => "p99",
-        }
-    }
-
-    /// The quantile in `0..=1` computed by a percentile function, `None` for
-    /// the others.
-    pub fn quantile(self) -> Option<f64> {
-        match self {
-            AggFn::P50 => Some(0.5),
-            AggFn::P90 => Some(0.9),
-            AggFn::P95 => Some(0.95),
-            AggFn::P99 => Some(0.99),
-            _ => None,
-        }
-    }
-
-    /// The function with this exact (lower-case) name, if any.
-    pub fn from_name(name: &str) -> Option<AggFn> {
-        AggFn::ALL.iter().copied().find(|f| f.name() == name)
-    }
-
-    fn applies_to_events(self) -> bool {
-        matches!(self, AggFn::Count | AggFn::Rate)
-    }
+/// Whether an aggregation applies to events (which have no values to
+/// aggregate, only a count).
+fn applies_to_events(function: Aggregation) -> bool {
+    matches!(function, Aggregation::Count | Aggregation::Rate)
 }
 
 /// A condition on the expression's value: `value <op> threshold`.
@@ -444,7 +371,7 @@ pub fn parse(input: &str) -> Result<AlertExpr, ParseError> {
 struct Term {
     source: Source,
     matchers: Vec<Matcher>,
-    function: Option<AggFn>,
+    function: Option<Aggregation>,
     window_secs: Option<u64>,
     by: Vec<String>,
 }
@@ -487,7 +414,7 @@ impl Parser {
             )));
         };
         self.skip_ws();
-        if let Some(function) = AggFn::from_name(&name)
+        if let Some(function) = name.parse::<Aggregation>().ok()
             && (self.peek() == Some('(') || self.peek_keyword("by"))
         {
             return self.parse_function(function, start);
@@ -527,8 +454,8 @@ impl Parser {
 
     /// Parses a function application; the function's name has been consumed
     /// and `start` is where it began.
-    fn parse_function(&mut self, function: AggFn, start: usize) -> Result<Term, ParseError> {
-        let fname = function.name();
+    fn parse_function(&mut self, function: Aggregation, start: usize) -> Result<Term, ParseError> {
+        let fname = function.as_str();
         let mut by = None;
         if self.peek_keyword("by") {
             by = Some(self.parse_by()?);
@@ -543,7 +470,7 @@ impl Parser {
             )));
         };
         let (source, matchers) = self.parse_selector_rest(name)?;
-        if source == Source::Events && !function.applies_to_events() {
+        if source == Source::Events && !applies_to_events(function) {
             return Err(ParseError::new(
                 start,
                 format!(
@@ -972,9 +899,9 @@ impl Parser {
 }
 
 fn function_list() -> String {
-    AggFn::ALL
+    Aggregation::ALL
         .iter()
-        .map(|f| f.name())
+        .map(|f| f.as_str())
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -1043,7 +970,7 @@ impl fmt::Display for AlertExpr {
         }
         match self.function {
             Some(function) => {
-                write!(f, "{}({selector}", function.name())?;
+                write!(f, "{}({selector}", function.as_str())?;
                 if let Some(window) = self.window_secs {
                     write!(f, "[{}]", format_duration(window))?;
                 }
@@ -1135,7 +1062,7 @@ mod tests {
                 matcher("env", MatchOp::Re, "prod|stage"),
             ]
         );
-        assert_eq!(e.function, Some(AggFn::Avg));
+        assert_eq!(e.function, Some(Aggregation::Avg));
         assert_eq!(e.window_secs, Some(300));
         assert_eq!(e.comparison.map(|c| c.op), Some(CmpOp::Ge));
         assert_eq!(e.comparison.map(|c| c.threshold), Some(80.0));
@@ -1145,7 +1072,7 @@ mod tests {
     fn counting_events_by_level_and_source_parses() {
         let e = ok(r#"count(events{level="error", source="api"}[5m]) > 10"#);
         assert_eq!(e.source, Source::Events);
-        assert_eq!(e.function, Some(AggFn::Count));
+        assert_eq!(e.function, Some(Aggregation::Count));
         assert_eq!(e.matchers.len(), 2);
         assert_eq!(e.matchers[1].label, "source");
         assert_eq!(e.matchers[1].value, "api");
@@ -1156,7 +1083,7 @@ mod tests {
     fn a_rate_of_events_filtered_by_a_tag_parses() {
         let e = ok(r#"rate(events{event_type="deploy", region="eu"}[1h])"#);
         assert_eq!(e.source, Source::Events);
-        assert_eq!(e.function, Some(AggFn::Rate));
+        assert_eq!(e.function, Some(Aggregation::Rate));
         assert_eq!(e.matchers[1].label, "region");
         assert_eq!(e.window_secs, Some(3600));
     }
@@ -1164,7 +1091,7 @@ mod tests {
     #[test]
     fn a_by_clause_after_the_function_parses() {
         let e = ok("sum(http_requests_total[1m]) by (status) > 5");
-        assert_eq!(e.function, Some(AggFn::Sum));
+        assert_eq!(e.function, Some(Aggregation::Sum));
         assert_eq!(e.window_secs, Some(60));
         assert_eq!(e.by, vec!["status".to_string()]);
         assert_eq!(e.comparison.map(|c| c.threshold), Some(5.0));
@@ -1173,7 +1100,7 @@ mod tests {
     #[test]
     fn a_by_clause_before_the_parentheses_parses() {
         let e = ok("p99 by (route) (latency_seconds[10m]) > 0.5");
-        assert_eq!(e.function, Some(AggFn::P99));
+        assert_eq!(e.function, Some(Aggregation::P99));
         assert_eq!(e.by, vec!["route".to_string()]);
         assert_eq!(e.window_secs, Some(600));
         assert_eq!(e.source, Source::Metric("latency_seconds".into()));
@@ -1576,21 +1503,21 @@ mod tests {
 
     #[test]
     fn every_function_name_parses_back_to_the_same_function() {
-        for f in AggFn::ALL {
-            assert_eq!(AggFn::from_name(f.name()), Some(f));
-            assert_eq!(ok(&format!("{}(x[1m])", f.name())).function, Some(f));
+        for f in Aggregation::ALL {
+            assert_eq!(f.as_str().parse::<Aggregation>().ok(), Some(f));
+            assert_eq!(ok(&format!("{}(x[1m])", f.as_str())).function, Some(f));
         }
-        assert_eq!(AggFn::from_name("AVG"), None);
+        assert_eq!("AVG".parse::<Aggregation>().ok(), None);
     }
 
     #[test]
     fn only_percentile_functions_have_a_quantile() {
-        assert_eq!(AggFn::P50.quantile(), Some(0.5));
-        assert_eq!(AggFn::P90.quantile(), Some(0.9));
-        assert_eq!(AggFn::P95.quantile(), Some(0.95));
-        assert_eq!(AggFn::P99.quantile(), Some(0.99));
-        assert_eq!(AggFn::Avg.quantile(), None);
-        assert_eq!(AggFn::Rate.quantile(), None);
+        assert_eq!(Aggregation::P50.quantile(), Some(0.5));
+        assert_eq!(Aggregation::P90.quantile(), Some(0.9));
+        assert_eq!(Aggregation::P95.quantile(), Some(0.95));
+        assert_eq!(Aggregation::P99.quantile(), Some(0.99));
+        assert_eq!(Aggregation::Avg.quantile(), None);
+        assert_eq!(Aggregation::Rate.quantile(), None);
     }
 
     #[test]
@@ -1609,12 +1536,12 @@ mod tests {
 
     #[test]
     fn enums_serialize_as_lower_snake_case_names() {
-        assert_eq!(serde_json::to_string(&AggFn::P99).unwrap(), "\"p99\"");
+        assert_eq!(serde_json::to_string(&Aggregation::P99).unwrap(), "\"p99\"");
         assert_eq!(serde_json::to_string(&CmpOp::Ge).unwrap(), "\"ge\"");
         assert_eq!(serde_json::to_string(&MatchOp::Nre).unwrap(), "\"nre\"");
         assert_eq!(
-            serde_json::from_str::<AggFn>("\"count\"").unwrap(),
-            AggFn::Count
+            serde_json::from_str::<Aggregation>("\"count\"").unwrap(),
+            Aggregation::Count
         );
         assert!(serde_json::from_str::<CmpOp>("\"Gt\"").is_err());
     }
@@ -1682,14 +1609,14 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        for f in AggFn::ALL {
+        for f in Aggregation::ALL {
             for (op, n) in [(">", "0.1"), ("<=", "-42"), ("!=", "3.25e10")] {
                 inputs.push(format!(
                     r#"{}(metric_{}{{k="v{}"}}[{}m]) by (k) {op} {n}"#,
-                    f.name(),
-                    f.name(),
+                    f.as_str(),
+                    f.as_str(),
                     op,
-                    f.name().len()
+                    f.as_str().len()
                 ));
             }
         }

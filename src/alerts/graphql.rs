@@ -18,15 +18,14 @@ use serde_json::Value;
 use super::entity::{instance, rule, silence, transition};
 use super::eval;
 use super::expr::MatchOp;
-use super::loader::{
-    ActiveAlertsLoader, AlertLoader, AlertRuleLoader, SilenceLoader, UserLoader, loader,
-};
+use super::loader::{ActiveAlertsLoader, AlertLoader, AlertRuleLoader, SilenceLoader, loader};
 use super::model::{self, Annotations, IncidentSeverity, RuleDraft, Severity, SilenceState};
 use super::service::{self, AlertFilter, HistoryFilter, RuleFilter, RulePatch, SilenceFilter};
 use super::state::AlertState;
 use crate::auth::Role;
 use crate::auth::graphql::User;
 use crate::auth::guard::{ContextExt, RoleGuard};
+use crate::auth::loader::UserLoader;
 use crate::error::{AppError, ErrorCode};
 use crate::graphql::{TotalCount, parse_id};
 use crate::incidents::graphql::GqlSeverity as IncidentSeverityGql;

@@ -1,7 +1,7 @@
 //! DataLoaders for the alerts domain's nested lookups (a rule of an alert or
 //! transition, an alert of a transition, the active alerts of a rule, a
-//! silence, a user). They batch without caching, so a long-lived
-//! subscription never serves stale rows.
+//! silence); users come from [`crate::auth::loader::UserLoader`]. They batch
+//! without caching, so a long-lived subscription never serves stale rows.
 
 use std::collections::HashMap;
 
@@ -11,7 +11,6 @@ use uuid::Uuid;
 
 use super::entity::{instance, rule, silence};
 use super::service;
-use crate::auth::entity::user;
 
 /// The loaders attached to every GraphQL request.
 pub fn attach(request: async_graphql::Request, db: &DatabaseConnection) -> async_graphql::Request {
@@ -33,11 +32,6 @@ pub fn attach(request: async_graphql::Request, db: &DatabaseConnection) -> async
         ))
         .data(DataLoader::with_cache(
             SilenceLoader(db.clone()),
-            tokio::spawn,
-            NoCache,
-        ))
-        .data(DataLoader::with_cache(
-            UserLoader(db.clone()),
             tokio::spawn,
             NoCache,
         ))
@@ -99,19 +93,6 @@ impl Loader<Uuid> for SilenceLoader {
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, silence::Model>, Self::Error> {
         let rows = service::silences_by_ids(&self.0, keys).await?;
-        Ok(rows.into_iter().map(|r| (r.id, r)).collect())
-    }
-}
-
-/// Users by id (creators of rules and silences, acknowledgers).
-pub struct UserLoader(pub DatabaseConnection);
-
-impl Loader<Uuid> for UserLoader {
-    type Value = user::Model;
-    type Error = async_graphql::Error;
-
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, user::Model>, Self::Error> {
-        let rows = crate::auth::service::users_by_ids(&self.0, keys).await?;
         Ok(rows.into_iter().map(|r| (r.id, r)).collect())
     }
 }

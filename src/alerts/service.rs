@@ -210,10 +210,10 @@ pub async fn update_rule(state: &AppState, id: Uuid, patch: RulePatch) -> AppRes
     let spec = patch.apply(&current).validate().map_err(first_error)?;
     let now = util::now();
     let disabling = current.enabled && !spec.enabled;
-    let (transitions, events) = if disabling {
+    let written = if disabling {
         evaluator::deactivate_rule_alerts(&txn, &current, now).await?
     } else {
-        (Vec::new(), Vec::new())
+        evaluator::Written::default()
     };
     let mut active: rule::ActiveModel = current.into();
     apply_spec(&mut active, spec);
@@ -223,7 +223,7 @@ pub async fn update_rule(state: &AppState, id: Uuid, patch: RulePatch) -> AppRes
     sync_rule_task(&txn, id, Some(&updated)).await?; // tasks: its evaluation task follows
     txn.commit().await?;
     state.tasks.wake(); // tasks
-    evaluator::publish(state, transitions, events);
+    evaluator::publish(state, written);
     Ok(updated)
 }
 
@@ -238,8 +238,8 @@ pub async fn set_rule_enabled(state: &AppState, id: Uuid, enabled: bool) -> AppR
         return Ok(current);
     }
     let now = util::now();
-    let (transitions, events) = if enabled {
-        (Vec::new(), Vec::new())
+    let written = if enabled {
+        evaluator::Written::default()
     } else {
         evaluator::deactivate_rule_alerts(&txn, &current, now).await?
     };
@@ -251,7 +251,7 @@ pub async fn set_rule_enabled(state: &AppState, id: Uuid, enabled: bool) -> AppR
     sync_rule_task(&txn, id, Some(&updated)).await?; // tasks: its evaluation task follows
     txn.commit().await?;
     state.tasks.wake(); // tasks
-    evaluator::publish(state, transitions, events);
+    evaluator::publish(state, written);
     Ok(updated)
 }
 
@@ -261,12 +261,11 @@ pub async fn set_rule_enabled(state: &AppState, id: Uuid, enabled: bool) -> AppR
 pub async fn delete_rule(state: &AppState, id: Uuid) -> AppResult<rule::Model> {
     let txn = begin_write(&state.db).await?;
     let current = lock_rule(&txn, id).await?;
-    let (transitions, events) =
-        evaluator::deactivate_rule_alerts(&txn, &current, util::now()).await?;
+    let written = evaluator::deactivate_rule_alerts(&txn, &current, util::now()).await?;
     rule::Entity::delete_by_id(id).exec(&txn).await?;
     sync_rule_task(&txn, id, None).await?; // tasks: its evaluation task is cancelled
     txn.commit().await?;
-    evaluator::publish(state, transitions, events);
+    evaluator::publish(state, written);
     tracing::info!("alert rule deleted");
     Ok(current)
 }

@@ -3,7 +3,6 @@
 //! event's `createdBy`, an incident's assignee, ...) into one query.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use async_graphql::dataloader::Loader;
 use sea_orm::DatabaseConnection;
@@ -12,7 +11,8 @@ use uuid::Uuid;
 use super::entity::user;
 use super::service;
 
-/// Loads users by id. Its error is shareable (the loader caches it).
+/// Loads users by id: the one user loader of every domain (event senders,
+/// incident people, rule and silence creators, alert acknowledgers).
 pub struct UserLoader {
     db: DatabaseConnection,
 }
@@ -26,12 +26,10 @@ impl UserLoader {
 
 impl Loader<Uuid> for UserLoader {
     type Value = user::Model;
-    type Error = Arc<crate::error::AppError>;
+    type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, user::Model>, Self::Error> {
-        let users = service::users_by_ids(&self.db, keys)
-            .await
-            .map_err(Arc::new)?;
+        let users = service::users_by_ids(&self.db, keys).await?;
         Ok(users.into_iter().map(|u| (u.id, u)).collect())
     }
 }

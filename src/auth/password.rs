@@ -2,9 +2,9 @@
 
 use std::sync::LazyLock;
 
-use argon2::{Algorithm, Argon2, Params, Version};
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, Version};
 
 use crate::error::{AppError, AppResult};
 

@@ -169,10 +169,7 @@ impl Event {
             return Ok(None);
         };
         let loader = ctx.data_unchecked::<DataLoader<UserLoader>>();
-        let user = loader
-            .load_one(id)
-            .await
-            .map_err(|e| AppError::new(e.code, e.message.clone()))?;
+        let user = loader.load_one(id).await?;
         Ok(user.map(User))
     }
     /// The API key it was sent with, if any.

@@ -10,7 +10,9 @@
 //!   standard deviations of the baseline count (Poisson: `(w − b) / √(b + 1)`),
 //!   each with both counts, both rates per minute, the rise, and its first
 //!   error event in the window;
-//! - **alerts that fired in the window** (alert transitions to `firing`);
+//! - **alerts that fired in the window** (alert transitions to `firing`, of
+//!   any rule, the first ones in time order), each with its rule, labels,
+//!   value and whether it is linked to the incident;
 //! - **metric series whose window mean deviates most from the baseline**,
 //!   as a z-score against the baseline's mean and standard deviation, with
 //!   the means, spread and sample counts.
@@ -20,18 +22,19 @@
 //! result is the same: every ranking breaks ties by name or id, and figures
 //! are rounded to six decimals.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, Order, Query, WindowStatement};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoIdentity,
-    QueryFilter, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::entity::{analysis, incident};
+use super::entity::{analysis, incident, incident_alert};
+use crate::alerts::entity::transition;
 use crate::error::{AppError, AppResult};
 use crate::events::Level;
 use crate::events::entity as event;
@@ -128,12 +131,21 @@ pub struct FiredAlert {
     pub transition_id: Uuid,
     /// The rule.
     pub rule_id: Uuid,
-    /// The rule's name, when the rule still exists.
-    pub rule_name: Option<String>,
+    /// The rule's name when it fired.
+    pub rule_name: String,
     /// The alert instance.
     pub instance_id: Uuid,
     /// The instance's labels.
     pub labels: serde_json::Value,
+    /// The rule's severity when it fired (`info`, `warning`, `critical`).
+    #[serde(default)]
+    pub severity: Option<String>,
+    /// Whether a silence matched it.
+    #[serde(default)]
+    pub silenced: bool,
+    /// Whether the alert is linked to the analysed incident.
+    #[serde(default)]
+    pub linked: bool,
     /// The value that made it fire.
     pub value: Option<f64>,
     /// When it fired.
@@ -462,8 +474,58 @@ async fn metric_deviations(
     Ok(out)
 }
 
-/// Computes the findings over `span` (reads only).
-pub async fn findings(db: &impl ConnectionTrait, span: &Span) -> AppResult<Findings> {
+/// The first alerts that fired in the window, in time order (one range scan
+/// of the history's time index), marking those linked to `incident_id`.
+async fn fired_alerts(
+    db: &impl ConnectionTrait,
+    span: &Span,
+    incident_id: Option<Uuid>,
+) -> AppResult<Vec<FiredAlert>> {
+    let rows = transition::Entity::find()
+        .filter(transition::Column::At.gte(span.window_start))
+        .filter(transition::Column::At.lte(span.window_end))
+        .filter(transition::Column::ToState.eq("firing"))
+        .order_by_asc(transition::Column::At)
+        .order_by_asc(transition::Column::Id)
+        .limit(MAX_FINDINGS as u64)
+        .all(db)
+        .await?;
+    let linked: HashSet<Uuid> = match incident_id {
+        Some(id) if !rows.is_empty() => incident_alert::Entity::find()
+            .select_only()
+            .column(incident_alert::Column::InstanceId)
+            .filter(incident_alert::Column::IncidentId.eq(id))
+            .into_tuple::<Uuid>()
+            .all(db)
+            .await?
+            .into_iter()
+            .collect(),
+        _ => HashSet::new(),
+    };
+    Ok(rows
+        .into_iter()
+        .map(|t| FiredAlert {
+            transition_id: t.id,
+            rule_id: t.rule_id,
+            rule_name: t.rule_name,
+            linked: linked.contains(&t.instance_id),
+            instance_id: t.instance_id,
+            labels: t.labels,
+            severity: Some(t.severity),
+            silenced: t.silenced,
+            value: t.value.filter(|v| v.is_finite()).map(round6),
+            at: t.at,
+        })
+        .collect())
+}
+
+/// Computes the findings over `span` (reads only); alerts linked to
+/// `incident_id` are marked as such.
+pub async fn findings(
+    db: &impl ConnectionTrait,
+    span: &Span,
+    incident_id: Option<Uuid>,
+) -> AppResult<Findings> {
     let counts = error_counts(db, span).await?;
     let mut suspects = rank_sources(&counts, span.minutes());
     let names: Vec<String> = suspects.iter().map(|s| s.source.clone()).collect();
@@ -472,9 +534,10 @@ pub async fn findings(db: &impl ConnectionTrait, span: &Span) -> AppResult<Findi
         s.first_error = firsts.remove(&s.source);
     }
     let metrics = metric_deviations(db, span).await?;
+    let alerts = fired_alerts(db, span, incident_id).await?;
     Ok(Findings {
         suspects,
-        alerts: Vec::new(),
+        alerts,
         metrics,
     })
 }
@@ -499,7 +562,7 @@ pub async fn analyze_with(
         .await?
         .ok_or_else(|| AppError::not_found("incident"))?;
     let span = Span::of(&inc, lookback, now);
-    let findings = findings(&state.db, &span).await?;
+    let findings = findings(&state.db, &span, Some(incident_id)).await?;
     let result = serde_json::to_value(&findings).map_err(AppError::internal)?;
     let txn = state.db.begin().await?;
     analysis::Entity::delete_by_id(incident_id)
@@ -518,6 +581,7 @@ pub async fn analyze_with(
     txn.commit().await?;
     tracing::info!(
         suspects = findings.suspects.len(),
+        alerts = findings.alerts.len(),
         metrics = findings.metrics.len(),
         "incident analysed"
     );

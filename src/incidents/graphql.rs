@@ -16,21 +16,24 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::analysis::{self, Analysis};
-use super::entity::{analysis as analysis_row, change, incident, incident_alert, note};
+use super::entity::{analysis as analysis_row, change, incident, note};
 use super::live;
 use super::loader::{
-    AlertLinksLoader, AnalysisLoader, ChangeCountLoader, ChangesLoader, NoteCountLoader,
-    NotesLoader, PageKey, Prefetch, UserLoader,
+    AnalysisLoader, ChangeCountLoader, ChangesLoader, IncidentAlertsLoader, NoteCountLoader,
+    NotesLoader, PageKey, Prefetch,
 };
 use super::model::{self, Severity, Status};
 use super::service::{self, IncidentFilter, IncidentPatch, NewIncident, Patch};
 use super::timeline::{self, EntryKind, Selection, Timeline, Window};
+use crate::alerts::entity::instance;
+use crate::alerts::graphql::{Alert, AlertTransition, GqlSeverity as AlertSeverity};
 use crate::auth::Role;
 use crate::auth::entity::user;
 use crate::auth::graphql::User;
 use crate::auth::guard::{ContextExt, RoleGuard};
+use crate::auth::loader::UserLoader;
 use crate::error::AppError;
-use crate::events::Level;
+use crate::events::graphql::{Event, GqlLevel};
 use crate::graphql::{TotalCount, parse_id};
 use crate::pagination::{Cursor, Page, PageArgs};
 
@@ -143,37 +146,6 @@ impl From<GqlEntryKind> for EntryKind {
     }
 }
 
-/// The lowest event level a timeline shows.
-#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-#[graphql(name = "TimelineLevel")]
-pub enum GqlTimelineLevel {
-    /// Everything with a level.
-    Trace,
-    /// Debug and above.
-    Debug,
-    /// Info and above.
-    Info,
-    /// Warnings and above.
-    Warn,
-    /// Errors and fatal failures.
-    Error,
-    /// Fatal failures only.
-    Fatal,
-}
-
-impl From<GqlTimelineLevel> for Level {
-    fn from(l: GqlTimelineLevel) -> Self {
-        match l {
-            GqlTimelineLevel::Trace => Level::Trace,
-            GqlTimelineLevel::Debug => Level::Debug,
-            GqlTimelineLevel::Info => Level::Info,
-            GqlTimelineLevel::Warn => Level::Warn,
-            GqlTimelineLevel::Error => Level::Error,
-            GqlTimelineLevel::Fatal => Level::Fatal,
-        }
-    }
-}
-
 /// The users one list of objects refers to, looked up together.
 pub type People = Prefetch<Uuid, user::Model>;
 
@@ -197,7 +169,8 @@ fn people_of(ids: impl IntoIterator<Item = Option<Uuid>>) -> Arc<People> {
     Arc::new(Prefetch::new(ids.into_iter().flatten()))
 }
 
-/// Status and severity values read as the API's enum names; other values as stored.
+/// Status, severity and alert state values read as the API's enum names;
+/// other values as stored.
 fn api_value(field: &str, v: Option<&Value>) -> Option<Json<Value>> {
     let v = v?;
     let upper = |v: &Value| match v {
@@ -206,9 +179,9 @@ fn api_value(field: &str, v: Option<&Value>) -> Option<Json<Value>> {
     };
     Some(Json(match field {
         "status" | "severity" => upper(v),
-        "created" => {
+        "created" | "alert" => {
             let mut v = v.clone();
-            for key in ["status", "severity"] {
+            for key in ["status", "severity", "state"] {
                 if let Some(x) = v.get(key).map(&upper) {
                     v[key] = x;
                 }
@@ -234,7 +207,7 @@ pub struct IncidentBatch {
     people: Arc<People>,
     notes: Mutex<HashMap<Shape, Arc<Nested<note::Model>>>>,
     changes: Mutex<HashMap<Shape, Arc<Nested<change::Model>>>>,
-    alerts: Prefetch<Uuid, Vec<incident_alert::Model>>,
+    alerts: Prefetch<Uuid, Vec<instance::Model>>,
     analyses: Prefetch<Uuid, analysis_row::Model>,
     note_counts: Prefetch<Uuid, u64>,
     change_counts: Prefetch<Uuid, u64>,
@@ -522,15 +495,17 @@ impl Incident {
         }));
         Ok(conn)
     }
-    /// Alert instances linked to the incident, oldest link first.
-    async fn alerts(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<IncidentAlert>> {
-        let all = self.batch.alerts.get::<AlertLinksLoader>(ctx).await?;
+    /// The alerts linked to the incident (the one that opened it, for an
+    /// incident opened by a firing alert), oldest link first. Looked up
+    /// together for every incident of a list.
+    async fn alerts(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Alert>> {
+        let all = self.batch.alerts.get::<IncidentAlertsLoader>(ctx).await?;
         Ok(all
             .get(&self.model.id)
             .cloned()
             .unwrap_or_default()
             .into_iter()
-            .map(IncidentAlert)
+            .map(Alert)
             .collect())
     }
     /// The latest suggested-root-cause analysis (`analyzeIncident`), if any.
@@ -553,7 +528,7 @@ impl Incident {
         #[graphql(desc = "Cursor to start after.")] after: Option<String>,
         #[graphql(desc = "Only these kinds (all when omitted).")] kinds: Option<Vec<GqlEntryKind>>,
         #[graphql(desc = "Only events at this level or above (other kinds are unaffected).")]
-        min_level: Option<GqlTimelineLevel>,
+        min_level: Option<GqlLevel>,
         #[graphql(
             desc = "How far before `startedAt` the window starts, e.g. `30m`, `1h`, `2d` or seconds (default 1h, at most 7d)."
         )]
@@ -668,7 +643,9 @@ impl IncidentAuditEntry {
     }
     /// The field: `created`, `title`, `description`, `severity`, `status`,
     /// `acknowledgedAt`, `resolvedAt`, `closedAt`, `rootCause`, `assignedTo`,
-    /// `labels`, `sources` or `note`.
+    /// `labels`, `sources`, `note`, or `alert` (a linked alert fired again
+    /// or resolved: `{alertId, state}` before, `{alertId, ruleName, labels,
+    /// state, value, at}` after; the system is the actor).
     async fn field(&self) -> &str {
         &self.model.field
     }
@@ -749,29 +726,6 @@ impl IncidentChange {
     }
 }
 
-/// An alert instance linked to an incident.
-pub struct IncidentAlert(pub incident_alert::Model);
-
-#[Object]
-impl IncidentAlert {
-    /// The alert instance's id.
-    async fn instance_id(&self) -> ID {
-        ID(self.0.instance_id.to_string())
-    }
-    /// The alert rule's id.
-    async fn rule_id(&self) -> ID {
-        ID(self.0.rule_id.to_string())
-    }
-    /// The rule's name when the link was made.
-    async fn rule_name(&self) -> &str {
-        &self.0.rule_name
-    }
-    /// When the link was made.
-    async fn linked_at(&self) -> DateTime<Utc> {
-        self.0.linked_at
-    }
-}
-
 /// One line of an incident's timeline.
 pub struct TimelineEntry {
     entry: timeline::Entry,
@@ -800,6 +754,18 @@ impl TimelineEntry {
     /// One line for humans.
     async fn summary(&self) -> &str {
         &self.entry.summary
+    }
+    /// The event: for EVENT entries, and for ALERT entries the alert event
+    /// written when the alert fired or resolved (null for other transitions).
+    async fn event(&self) -> Option<Event> {
+        self.entry.event.clone().map(|e| Event(Arc::new(e)))
+    }
+    /// The alert's transition, for ALERT entries.
+    async fn alert_transition(&self) -> Option<AlertTransition> {
+        self.entry
+            .transition
+            .clone()
+            .map(|t| AlertTransition(Arc::new(t)))
     }
     /// This entry's position in the timeline.
     async fn cursor(&self) -> String {
@@ -850,12 +816,18 @@ pub struct AnalysisAlert {
     pub transition_id: ID,
     /// The rule's id.
     pub rule_id: ID,
-    /// The rule's name, when the rule still exists.
-    pub rule_name: Option<String>,
+    /// The rule's name when it fired.
+    pub rule_name: String,
     /// The alert instance's id.
     pub instance_id: ID,
     /// The instance's labels.
     pub labels: Json<Value>,
+    /// The rule's severity when it fired.
+    pub severity: Option<AlertSeverity>,
+    /// Whether a silence matched the alert.
+    pub silenced: bool,
+    /// Whether the alert is linked to this incident.
+    pub linked: bool,
     /// The value that made it fire.
     pub value: Option<f64>,
     /// When it fired.
@@ -944,6 +916,13 @@ impl IncidentAnalysis {
                 rule_name: a.rule_name.clone(),
                 instance_id: ID(a.instance_id.to_string()),
                 labels: Json(a.labels.clone()),
+                severity: a
+                    .severity
+                    .as_deref()
+                    .and_then(|s| s.parse::<crate::alerts::model::Severity>().ok())
+                    .map(Into::into),
+                silenced: a.silenced,
+                linked: a.linked,
                 value: a.value,
                 at: a.at,
             })

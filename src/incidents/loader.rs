@@ -1,8 +1,9 @@
 //! DataLoaders for everything nested under an incident, so a list of
 //! incidents costs a constant number of statements whatever its length:
-//! users (creators, assignees, note authors, change actors), notes and
-//! audit entries (the first page of each incident's, in one windowed query),
-//! linked alerts and analyses.
+//! notes and audit entries (the first page of each incident's, in one
+//! windowed query), linked alerts (two statements for any number of
+//! incidents) and analyses. Users (creators, assignees, note authors, change
+//! actors) come from [`crate::auth::loader::UserLoader`].
 //!
 //! None of them depends on the viewer: access is decided on the incident
 //! itself before anything nested is resolved.
@@ -26,8 +27,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entity::{analysis, change, incident_alert, note};
-use crate::auth::entity::user;
-use crate::auth::service::users_by_ids;
+use crate::alerts::entity::instance;
 use crate::error::AppResult;
 use crate::pagination::{Cursor, after_condition};
 
@@ -72,19 +72,6 @@ where
 
 fn gql(e: crate::error::AppError) -> async_graphql::Error {
     e.into()
-}
-
-/// Users by id.
-pub struct UserLoader(pub DatabaseConnection);
-
-impl Loader<Uuid> for UserLoader {
-    type Value = user::Model;
-    type Error = async_graphql::Error;
-
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, user::Model>, Self::Error> {
-        let users = users_by_ids(&self.0, keys).await.map_err(gql)?;
-        Ok(users.into_iter().map(|u| (u.id, u)).collect())
-    }
 }
 
 /// A page of an incident's notes or audit entries: the `limit + 1` oldest
@@ -225,29 +212,44 @@ impl Loader<PageKey> for ChangesLoader {
     }
 }
 
-/// Alert instances linked to incidents, oldest link first.
-pub struct AlertLinksLoader(pub DatabaseConnection);
+/// The alerts (instances) linked to incidents, oldest link first: the links
+/// of every key in one statement, their alerts in another. An alert whose
+/// rule was deleted is gone (with its rule) and so left out.
+pub struct IncidentAlertsLoader(pub DatabaseConnection);
 
-impl Loader<Uuid> for AlertLinksLoader {
-    type Value = Vec<incident_alert::Model>;
+impl Loader<Uuid> for IncidentAlertsLoader {
+    type Value = Vec<instance::Model>;
     type Error = async_graphql::Error;
 
     async fn load(
         &self,
         keys: &[Uuid],
-    ) -> Result<HashMap<Uuid, Vec<incident_alert::Model>>, Self::Error> {
-        let rows = incident_alert::Entity::find()
+    ) -> Result<HashMap<Uuid, Vec<instance::Model>>, Self::Error> {
+        let mut links = incident_alert::Entity::find()
             .filter(incident_alert::Column::IncidentId.is_in(keys.iter().copied()))
             .all(&self.0)
             .await
             .map_err(|e| gql(e.into()))?;
-        let mut out: HashMap<Uuid, Vec<incident_alert::Model>> =
+        links.sort_by_key(|a| (a.incident_id, a.linked_at, a.instance_id));
+        let mut ids: Vec<Uuid> = links.iter().map(|l| l.instance_id).collect();
+        ids.sort();
+        ids.dedup();
+        let alerts: HashMap<Uuid, instance::Model> = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            crate::alerts::service::alerts_by_ids(&self.0, &ids)
+                .await
+                .map_err(gql)?
+                .into_iter()
+                .map(|a| (a.id, a))
+                .collect()
+        };
+        let mut out: HashMap<Uuid, Vec<instance::Model>> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
-        for r in rows {
-            out.entry(r.incident_id).or_default().push(r);
-        }
-        for v in out.values_mut() {
-            v.sort_by_key(|a| (a.linked_at, a.instance_id));
+        for link in links {
+            if let Some(a) = alerts.get(&link.instance_id) {
+                out.entry(link.incident_id).or_default().push(a.clone());
+            }
         }
         Ok(out)
     }
@@ -326,10 +328,12 @@ impl Loader<Uuid> for ChangeCountLoader {
 /// Attaches this domain's loaders to a request.
 pub fn attach(request: async_graphql::Request, db: &DatabaseConnection) -> async_graphql::Request {
     request
-        .data(DataLoader::new(UserLoader(db.clone()), tokio::spawn))
         .data(DataLoader::new(NotesLoader(db.clone()), tokio::spawn))
         .data(DataLoader::new(ChangesLoader(db.clone()), tokio::spawn))
-        .data(DataLoader::new(AlertLinksLoader(db.clone()), tokio::spawn))
+        .data(DataLoader::new(
+            IncidentAlertsLoader(db.clone()),
+            tokio::spawn,
+        ))
         .data(DataLoader::new(AnalysisLoader(db.clone()), tokio::spawn))
         .data(DataLoader::new(NoteCountLoader(db.clone()), tokio::spawn))
         .data(DataLoader::new(ChangeCountLoader(db.clone()), tokio::spawn))

@@ -487,7 +487,26 @@ pub async fn open_for_alert(
     alert: &FiringAlert,
 ) -> AppResult<Option<incident::Model>> {
     let txn = state.db.begin().await?;
-    lock_instance(&txn, state.backend, alert.instance_id).await?;
+    let Some(created) = open_for_alert_in(&txn, state.backend, alert).await? else {
+        txn.rollback().await?;
+        return Ok(None);
+    };
+    txn.commit().await?;
+    publish_all(state, vec![IncidentEvent::Created(created.clone())]);
+    Ok(Some(created))
+}
+
+/// [`open_for_alert`] inside the caller's transaction (the alert
+/// evaluator's, so the incident commits with the transition that opened
+/// it): returns the new incident, or `None` when an open or investigating
+/// incident is already linked to the instance. The caller commits, then
+/// publishes `IncidentEvent::Created` (see [`publish_all`]).
+pub async fn open_for_alert_in(
+    txn: &DatabaseTransaction,
+    backend: Backend,
+    alert: &FiringAlert,
+) -> AppResult<Option<incident::Model>> {
+    lock_instance(txn, backend, alert.instance_id).await?;
     let now = util::now();
     let linked = Query::select()
         .column(incident_alert::Column::IncidentId)
@@ -499,10 +518,9 @@ pub async fn open_for_alert(
         .filter(
             incident::Column::Status.is_in([Status::Open.as_str(), Status::Investigating.as_str()]),
         )
-        .count(&txn)
+        .count(txn)
         .await?;
     if already > 0 {
-        txn.rollback().await?;
         return Ok(None);
     }
     let labels: BTreeMap<String, String> = alert
@@ -567,7 +585,7 @@ pub async fn open_for_alert(
         created_at: Set(now),
         updated_at: Set(now),
     };
-    let created = row.insert(&txn).await?;
+    let created = row.insert(txn).await?;
     incident_alert::ActiveModel {
         incident_id: Set(created.id),
         instance_id: Set(alert.instance_id),
@@ -575,7 +593,7 @@ pub async fn open_for_alert(
         rule_name: Set(alert.rule_name.chars().take(200).collect()),
         linked_at: Set(now),
     }
-    .insert(&txn)
+    .insert(txn)
     .await?;
     let mut snapshot = creation_snapshot(&created);
     snapshot["alert"] = json!({
@@ -584,7 +602,7 @@ pub async fn open_for_alert(
         "ruleName": alert.rule_name,
     });
     record_changes(
-        &txn,
+        txn,
         created.id,
         None,
         now,
@@ -595,10 +613,149 @@ pub async fn open_for_alert(
         }],
     )
     .await?;
-    txn.commit().await?;
-    tracing::info!(incident_id = %created.id, "incident opened for a firing alert");
-    publish(state, IncidentEvent::Created(created.clone()));
+    // Its analysis is queued in the same transaction, as for manual incidents.
+    crate::tasks::enqueue_incident_analysis(txn, created.id).await?;
     Ok(Some(created))
+}
+
+/// A state change of an alert instance that incidents linked to it record:
+/// the alert fired (again) or was resolved.
+#[derive(Debug, Clone)]
+pub struct AlertStateChange {
+    /// The alert instance.
+    pub instance_id: Uuid,
+    /// Its rule's name.
+    pub rule_name: String,
+    /// The instance's labels.
+    pub labels: BTreeMap<String, String>,
+    /// The state before (`inactive`, `pending` or `firing`).
+    pub from: String,
+    /// The state after.
+    pub to: String,
+    /// The alert's value after the change.
+    pub value: Option<f64>,
+    /// When it happened (the evaluation time).
+    pub at: DateTime<Utc>,
+}
+
+impl AlertStateChange {
+    /// The audited `alert` change: the state before and after, with the alert named.
+    fn field_change(&self) -> FieldChange {
+        FieldChange {
+            field: "alert".to_owned(),
+            from: Some(json!({
+                "alertId": self.instance_id.to_string(),
+                "state": self.from,
+            })),
+            to: Some(json!({
+                "alertId": self.instance_id.to_string(),
+                "ruleName": self.rule_name,
+                "labels": self.labels,
+                "state": self.to,
+                "value": self.value.filter(|v| v.is_finite()),
+                "at": time_json(self.at),
+            })),
+        }
+    }
+}
+
+/// What alert transitions did to incidents, inside the evaluator's
+/// transaction: the incidents it opened and the changes it recorded, to be
+/// published with [`publish_all`] once that transaction has committed.
+///
+/// For each alert in `opening` (firing, unsilenced, of a rule with
+/// `createIncident`), an incident is opened unless one is already open for
+/// that alert ([`open_for_alert_in`]). Each change in `changes` (an alert
+/// firing or resolving) is then audited as an `alert` change on every open
+/// or investigating incident linked to that alert, except one just opened
+/// for it (its creation says it): the incident is touched and an
+/// `incidentUpdated` follows. Resolved and closed incidents are left alone
+/// (a flapping alert does not rewrite old incidents' trails). Nothing is queried per alert except the
+/// openings: the links are read in one statement per 500 alerts.
+pub async fn apply_alert_changes_in(
+    txn: &DatabaseTransaction,
+    backend: Backend,
+    opening: &[FiringAlert],
+    changes: &[AlertStateChange],
+) -> AppResult<Vec<IncidentEvent>> {
+    let mut out = Vec::new();
+    let mut opened: Vec<(Uuid, Uuid)> = Vec::new();
+    for alert in opening {
+        if let Some(created) = open_for_alert_in(txn, backend, alert).await? {
+            opened.push((created.id, alert.instance_id));
+            out.push(IncidentEvent::Created(created));
+        }
+    }
+    if changes.is_empty() {
+        return Ok(out);
+    }
+    let mut instances: Vec<Uuid> = changes.iter().map(|c| c.instance_id).collect();
+    instances.sort();
+    instances.dedup();
+    let mut links: Vec<(Uuid, Uuid)> = Vec::new();
+    let active = Query::select()
+        .column(incident::Column::Id)
+        .from(incident::Entity)
+        .and_where(
+            incident::Column::Status.is_in([Status::Open.as_str(), Status::Investigating.as_str()]),
+        )
+        .to_owned();
+    // Bounded IN lists: a rule may resolve thousands of alerts at once.
+    for chunk in instances.chunks(500) {
+        let found: Vec<(Uuid, Uuid)> = incident_alert::Entity::find()
+            .select_only()
+            .column(incident_alert::Column::IncidentId)
+            .column(incident_alert::Column::InstanceId)
+            .filter(incident_alert::Column::InstanceId.is_in(chunk.iter().copied()))
+            .filter(incident_alert::Column::IncidentId.in_subquery(active.clone()))
+            .into_tuple()
+            .all(txn)
+            .await?;
+        links.extend(found);
+    }
+    links.retain(|link| !opened.contains(link));
+    links.sort();
+    let mut by_incident: BTreeMap<Uuid, Vec<FieldChange>> = BTreeMap::new();
+    for (incident_id, instance_id) in links {
+        let fields = by_incident.entry(incident_id).or_default();
+        fields.extend(
+            changes
+                .iter()
+                .filter(|c| c.instance_id == instance_id)
+                .map(AlertStateChange::field_change),
+        );
+    }
+    for (incident_id, fields) in by_incident {
+        let Some(current) = lock_incident(txn, backend, incident_id).await? else {
+            continue;
+        };
+        // Re-checked under the lock: it may have been resolved meanwhile.
+        if !Status::stored(&current.status).is_active() || fields.is_empty() {
+            continue;
+        }
+        let now = util::now();
+        let mut am = current.into_active_model();
+        am.updated_at = Set(now);
+        let updated = am.update(txn).await?;
+        record_changes(txn, incident_id, None, now, &fields).await?;
+        out.push(IncidentEvent::Updated(IncidentUpdate {
+            incident: updated,
+            changes: fields,
+            actor: None,
+            at: now,
+        }));
+    }
+    Ok(out)
+}
+
+/// Publishes what [`apply_alert_changes_in`] did, once it has committed.
+pub fn publish_all(state: &AppState, events: Vec<IncidentEvent>) {
+    for event in events {
+        if let IncidentEvent::Created(m) = &event {
+            tracing::info!(incident_id = %m.id, "incident opened for a firing alert");
+        }
+        publish(state, event);
+    }
 }
 
 /// What a change operation does to the locked incident.

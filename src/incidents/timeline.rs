@@ -12,29 +12,37 @@
 //! there. A note is shown once, as its NOTE entry: the audit record of its
 //! addition is left out, while edits and deletions appear as CHANGE entries.
 //!
+//! The transitions of linked alerts are ALERT entries, each with its alert
+//! event (for firing and resolved transitions); those alert events are not
+//! repeated as EVENT entries.
+//!
 //! Each kind is one indexed range scan that stops after the page (keyset on
 //! `(time, id)`); the correlation test is an uncorrelated subquery over the
-//! same window, evaluated once per statement. Nothing is queried per entry.
+//! same window, evaluated once per statement. Nothing is queried per entry:
+//! the linked alerts are read once, and the alert events of a page of
+//! transitions in one statement.
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::{
-    Alias, Asterisk, Condition, Expr, ExprTrait, Order, Query, SelectStatement,
+    Alias, Asterisk, Condition, Expr, ExprTrait, Func, Order, Query, SelectStatement,
 };
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, FromQueryResult, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    QueryFilter, QueryOrder, QuerySelect, Select,
 };
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::entity::{change, incident, note};
+use super::entity::{change, incident, incident_alert, note};
 use super::model;
+use crate::alerts::entity::transition;
+use crate::alerts::eval::ALERT_EVENT_SOURCE;
 use crate::auth::service::users_by_ids;
 use crate::error::{AppError, AppResult};
-use crate::events::Level;
 use crate::events::entity as event;
+use crate::events::{EventType, Level};
 use crate::pagination::{Cursor, after_condition};
 
 /// Default lookback before `startedAt`.
@@ -174,8 +182,11 @@ pub struct Entry {
     pub actor: Option<Uuid>,
     /// One line for humans.
     pub summary: String,
-    /// The event, for `Event` entries.
+    /// The event: for `Event` entries, and for `Alert` entries the alert
+    /// event written for a firing or resolved transition.
     pub event: Option<event::Model>,
+    /// The alert transition, for `Alert` entries.
+    pub transition: Option<transition::Model>,
 }
 
 impl Entry {
@@ -205,11 +216,46 @@ fn clip(s: &str, n: usize) -> String {
 }
 
 fn json_text(backend: DatabaseBackend, key: &str) -> Expr {
-    // Keys are our constants, never client input.
+    json_field(backend, "tags", key)
+}
+
+fn json_field(backend: DatabaseBackend, column: &str, key: &str) -> Expr {
+    // Columns and keys are our constants, never client input.
     match backend {
-        DatabaseBackend::Postgres => Expr::cust(format!("(\"tags\" ->> '{key}')")),
-        _ => Expr::cust(format!("json_extract(\"tags\", '$.{key}')")),
+        DatabaseBackend::Postgres => Expr::cust(format!("(\"{column}\" ->> '{key}')")),
+        _ => Expr::cust(format!("json_extract(\"{column}\", '$.{key}')")),
     }
+}
+
+/// The alert events the evaluator wrote for these alert instances.
+fn alert_events_of(backend: DatabaseBackend, instances: &[Uuid]) -> Condition {
+    Condition::all()
+        .add(event::Column::EventType.eq(EventType::Alert.as_str()))
+        .add(event::Column::Source.eq(ALERT_EVENT_SOURCE))
+        .add(
+            // Never NULL, so that the negation keeps every other event.
+            Expr::expr(Func::coalesce([
+                json_field(backend, "payload", "alert_id"),
+                Expr::val(""),
+            ]))
+            .is_in(instances.iter().map(|i| i.to_string())),
+        )
+}
+
+/// The incident's linked alert instances, in id order.
+pub async fn linked_instances(
+    db: &impl ConnectionTrait,
+    incident_id: Uuid,
+) -> AppResult<Vec<Uuid>> {
+    let mut ids: Vec<Uuid> = incident_alert::Entity::find()
+        .select_only()
+        .column(incident_alert::Column::InstanceId)
+        .filter(incident_alert::Column::IncidentId.eq(incident_id))
+        .into_tuple()
+        .all(db)
+        .await?;
+    ids.sort();
+    Ok(ids)
 }
 
 fn warn_levels() -> Vec<&'static str> {
@@ -218,6 +264,31 @@ fn warn_levels() -> Vec<&'static str> {
         .into_iter()
         .map(Level::as_str)
         .collect()
+}
+
+/// The first `take` rows of `q` after `after`, in `(time, id)` order: one
+/// range scan of a `(…, time, id)` index.
+async fn page_of<E>(
+    db: &impl ConnectionTrait,
+    q: Select<E>,
+    at: E::Column,
+    id: E::Column,
+    after: Option<Cursor>,
+    take: u64,
+) -> AppResult<Vec<E::Model>>
+where
+    E: EntityTrait,
+    E::Column: ColumnTrait + Copy,
+{
+    let q = match &after {
+        Some(c) => q.filter(after_condition(at, id, c, true)),
+        None => q,
+    };
+    Ok(q.order_by_asc(at)
+        .order_by_asc(id)
+        .limit(take)
+        .all(db)
+        .await?)
 }
 
 impl Timeline {
@@ -253,10 +324,12 @@ impl Timeline {
     }
 
     /// The incident's changes, except note additions (the note itself is
-    /// its own entry).
+    /// its own entry) and alert state changes (the transition is its own
+    /// entry).
     fn changes_cond(&self) -> Condition {
         Condition::all()
             .add(change::Column::IncidentId.eq(self.incident.id))
+            .add(change::Column::Field.ne("alert"))
             .add(
                 Condition::any()
                     .add(change::Column::Field.ne("note"))
@@ -264,12 +337,16 @@ impl Timeline {
             )
     }
 
-    fn events_where(&self, backend: DatabaseBackend, q: &mut SelectStatement) {
+    fn events_where(&self, backend: DatabaseBackend, linked: &[Uuid], q: &mut SelectStatement) {
         let mut member = self.base_cond();
         for key in CORRELATION_TAGS {
             member = member.add(self.correlated(backend, key));
         }
         q.cond_where(self.window_cond()).cond_where(member);
+        if !linked.is_empty() {
+            // Shown with their transitions, as ALERT entries.
+            q.cond_where(alert_events_of(backend, linked).not());
+        }
         if let Some(min) = self.selection.min_level {
             let levels: Vec<&str> = min.and_above().into_iter().map(Level::as_str).collect();
             q.and_where(event::Column::Level.is_in(levels));
@@ -279,6 +356,7 @@ impl Timeline {
     async fn events(
         &self,
         db: &impl ConnectionTrait,
+        linked: &[Uuid],
         after: Option<Cursor>,
         take: u64,
     ) -> AppResult<Vec<Entry>> {
@@ -291,7 +369,7 @@ impl Timeline {
                 Alias::new(format!("corr_{key}")),
             );
         }
-        self.events_where(backend, &mut q);
+        self.events_where(backend, linked, &mut q);
         if let Some(c) = &after {
             q.cond_where(after_condition(
                 event::Column::Timestamp,
@@ -352,6 +430,7 @@ impl Timeline {
                 actor: None,
                 summary: clip(&summary, SUMMARY_CHARS),
                 event: Some(e),
+                transition: None,
             });
         }
         Ok(out)
@@ -363,21 +442,15 @@ impl Timeline {
         after: Option<Cursor>,
         take: u64,
     ) -> AppResult<Vec<Entry>> {
-        let mut q = change::Entity::find().filter(self.changes_cond());
-        if let Some(c) = &after {
-            q = q.filter(after_condition(
-                change::Column::At,
-                change::Column::Id,
-                c,
-                true,
-            ));
-        }
-        let rows = q
-            .order_by_asc(change::Column::At)
-            .order_by_asc(change::Column::Id)
-            .limit(take)
-            .all(db)
-            .await?;
+        let rows = page_of(
+            db,
+            change::Entity::find().filter(self.changes_cond()),
+            change::Column::At,
+            change::Column::Id,
+            after,
+            take,
+        )
+        .await?;
         // Name the users that assignment changes mention: one query.
         let mut mentioned: Vec<Uuid> = rows
             .iter()
@@ -403,6 +476,80 @@ impl Timeline {
                 actor: c.actor_id,
                 summary: clip(&change_summary(&c, &names), SUMMARY_CHARS),
                 event: None,
+                transition: None,
+            })
+            .collect())
+    }
+
+    fn transitions_cond(&self, linked: &[Uuid]) -> Condition {
+        Condition::all()
+            .add(transition::Column::InstanceId.is_in(linked.iter().copied()))
+            .add(transition::Column::At.gte(self.window.start))
+            .add(transition::Column::At.lte(self.window.end))
+    }
+
+    async fn alerts(
+        &self,
+        db: &impl ConnectionTrait,
+        linked: &[Uuid],
+        after: Option<Cursor>,
+        take: u64,
+    ) -> AppResult<Vec<Entry>> {
+        if linked.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = page_of(
+            db,
+            transition::Entity::find().filter(self.transitions_cond(linked)),
+            transition::Column::At,
+            transition::Column::Id,
+            after,
+            take,
+        )
+        .await?;
+        // The alert events of firing and resolved transitions: one statement.
+        let mut times: Vec<DateTime<Utc>> = rows
+            .iter()
+            .filter(|t| t.to_state == "firing" || t.from_state == "firing")
+            .map(|t| t.at)
+            .collect();
+        times.sort();
+        times.dedup();
+        let mut alert_events: HashMap<(String, DateTime<Utc>), event::Model> = HashMap::new();
+        if !times.is_empty() {
+            let backend = db.get_database_backend();
+            let found = event::Entity::find()
+                .filter(alert_events_of(backend, linked))
+                .filter(event::Column::Timestamp.is_in(times))
+                .order_by_asc(event::Column::Id)
+                .all(db)
+                .await?;
+            for e in found {
+                let Some(alert_id) = e.payload.get("alert_id").and_then(Value::as_str) else {
+                    continue;
+                };
+                alert_events
+                    .entry((alert_id.to_owned(), e.timestamp))
+                    .or_insert(e);
+            }
+        }
+        Ok(rows
+            .into_iter()
+            .map(|t| {
+                let event = alert_events.remove(&(t.instance_id.to_string(), t.at));
+                Entry {
+                    at: t.at,
+                    id: t.id,
+                    kind: EntryKind::Alert,
+                    reason: format!(
+                        "a transition of the linked alert `{}`",
+                        clip(&t.rule_name, 80)
+                    ),
+                    actor: None,
+                    summary: clip(&transition_summary(&t), SUMMARY_CHARS),
+                    event,
+                    transition: Some(t),
+                }
             })
             .collect())
     }
@@ -413,21 +560,15 @@ impl Timeline {
         after: Option<Cursor>,
         take: u64,
     ) -> AppResult<Vec<Entry>> {
-        let mut q = note::Entity::find().filter(note::Column::IncidentId.eq(self.incident.id));
-        if let Some(c) = &after {
-            q = q.filter(after_condition(
-                note::Column::CreatedAt,
-                note::Column::Id,
-                c,
-                true,
-            ));
-        }
-        let rows = q
-            .order_by_asc(note::Column::CreatedAt)
-            .order_by_asc(note::Column::Id)
-            .limit(take)
-            .all(db)
-            .await?;
+        let rows = page_of(
+            db,
+            note::Entity::find().filter(note::Column::IncidentId.eq(self.incident.id)),
+            note::Column::CreatedAt,
+            note::Column::Id,
+            after,
+            take,
+        )
+        .await?;
         Ok(rows
             .into_iter()
             .map(|n| Entry {
@@ -438,6 +579,7 @@ impl Timeline {
                 actor: n.author_id,
                 summary: clip(&n.body, SUMMARY_CHARS),
                 event: None,
+                transition: None,
             })
             .collect())
     }
@@ -450,14 +592,23 @@ impl Timeline {
         take: u64,
     ) -> AppResult<Vec<Entry>> {
         let mut all = Vec::new();
+        let linked =
+            if self.selection.wants(EntryKind::Alert) || self.selection.wants(EntryKind::Event) {
+                linked_instances(db, self.incident.id).await?
+            } else {
+                Vec::new()
+            };
         if self.selection.wants(EntryKind::Change) {
             all.extend(self.changes(db, after, take).await?);
         }
         if self.selection.wants(EntryKind::Note) {
             all.extend(self.notes(db, after, take).await?);
         }
+        if self.selection.wants(EntryKind::Alert) {
+            all.extend(self.alerts(db, &linked, after, take).await?);
+        }
         if self.selection.wants(EntryKind::Event) {
-            all.extend(self.events(db, after, take).await?);
+            all.extend(self.events(db, &linked, after, take).await?);
         }
         all.sort_by_key(|e| e.cursor());
         all.truncate(take as usize);
@@ -467,6 +618,18 @@ impl Timeline {
     /// How many entries the timeline has in all.
     pub async fn count(&self, db: &impl ConnectionTrait) -> AppResult<u64> {
         let mut total = 0;
+        let linked =
+            if self.selection.wants(EntryKind::Alert) || self.selection.wants(EntryKind::Event) {
+                linked_instances(db, self.incident.id).await?
+            } else {
+                Vec::new()
+            };
+        if self.selection.wants(EntryKind::Alert) && !linked.is_empty() {
+            total += transition::Entity::find()
+                .filter(self.transitions_cond(&linked))
+                .count(db)
+                .await?;
+        }
         if self.selection.wants(EntryKind::Change) {
             total += change::Entity::find()
                 .filter(self.changes_cond())
@@ -484,7 +647,7 @@ impl Timeline {
             let mut q = Query::select();
             q.expr_as(Expr::cust("COUNT(*)"), Alias::new("n"))
                 .from(event::Entity);
-            self.events_where(backend, &mut q);
+            self.events_where(backend, &linked, &mut q);
             let n: i64 = match db.query_one(&q).await? {
                 Some(row) => row.try_get("", "n")?,
                 None => 0,
@@ -501,6 +664,35 @@ fn value_text(v: &Option<Value>, names: &HashMap<String, String>) -> String {
         Some(Value::String(s)) => names.get(s).cloned().unwrap_or_else(|| clip(s, 60)),
         Some(other) => clip(&other.to_string(), 60),
     }
+}
+
+/// One line describing an alert transition: the rule, the labels, the
+/// states and the value.
+pub fn transition_summary(t: &transition::Model) -> String {
+    let labels = match &t.labels {
+        Value::Object(m) if !m.is_empty() => {
+            let parts: Vec<String> = m
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => format!("{k}={s}"),
+                    other => format!("{k}={other}"),
+                })
+                .collect();
+            format!(" {{{}}}", parts.join(", "))
+        }
+        _ => String::new(),
+    };
+    let what = match (t.from_state.as_str(), t.to_state.as_str()) {
+        ("firing", "inactive") => "resolved".to_owned(),
+        (_, "firing") => "firing".to_owned(),
+        (from, to) => format!("{from} → {to}"),
+    };
+    let value = match t.value.filter(|v| v.is_finite()) {
+        Some(v) => format!(" (value {v})"),
+        None => String::new(),
+    };
+    let silenced = if t.silenced { " [silenced]" } else { "" };
+    format!("alert {}{labels} {what}{value}{silenced}", t.rule_name)
 }
 
 /// One line describing an audited change.
@@ -565,6 +757,43 @@ mod tests {
         assert_eq!(
             Window::of(&inc, Duration::hours(1), now).end,
             now - Duration::hours(1)
+        );
+    }
+
+    #[test]
+    fn transition_summaries_name_the_rule_labels_states_and_value() {
+        let mut t = transition::Model {
+            id: Uuid::now_v7(),
+            rule_id: Uuid::now_v7(),
+            rule_name: "HighCPU".into(),
+            instance_id: Uuid::now_v7(),
+            labels: json!({"host": "a", "dc": "eu"}),
+            severity: "critical".into(),
+            from_state: "pending".into(),
+            to_state: "firing".into(),
+            value: Some(97.5),
+            silenced: false,
+            at: crate::util::now(),
+        };
+        assert_eq!(
+            transition_summary(&t),
+            "alert HighCPU {dc=eu, host=a} firing (value 97.5)"
+        );
+        t.from_state = "firing".into();
+        t.to_state = "inactive".into();
+        t.value = Some(f64::NAN);
+        assert_eq!(
+            transition_summary(&t),
+            "alert HighCPU {dc=eu, host=a} resolved"
+        );
+        t.from_state = "inactive".into();
+        t.to_state = "pending".into();
+        t.labels = json!({});
+        t.value = None;
+        t.silenced = true;
+        assert_eq!(
+            transition_summary(&t),
+            "alert HighCPU inactive → pending [silenced]"
         );
     }
 

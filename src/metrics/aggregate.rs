@@ -101,6 +101,21 @@ pub enum Aggregation {
 }
 
 impl Aggregation {
+    /// Every aggregation, in the order error messages list them.
+    pub const ALL: [Aggregation; 11] = [
+        Aggregation::Avg,
+        Aggregation::Min,
+        Aggregation::Max,
+        Aggregation::Sum,
+        Aggregation::Count,
+        Aggregation::Last,
+        Aggregation::Rate,
+        Aggregation::P50,
+        Aggregation::P90,
+        Aggregation::P95,
+        Aggregation::P99,
+    ];
+
     /// The quantile of a percentile aggregation (`P90` is 0.9), `None` for the others.
     pub fn quantile(self) -> Option<f64> {
         match self {
@@ -147,25 +162,15 @@ impl FromStr for Aggregation {
 
     /// Parses the lowercase name written by [`Aggregation::as_str`].
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let all = [
-            Aggregation::Avg,
-            Aggregation::Min,
-            Aggregation::Max,
-            Aggregation::Sum,
-            Aggregation::Count,
-            Aggregation::Last,
-            Aggregation::Rate,
-            Aggregation::P50,
-            Aggregation::P90,
-            Aggregation::P95,
-            Aggregation::P99,
-        ];
-        all.into_iter().find(|a| a.as_str() == s).ok_or_else(|| {
-            format!(
-                "unknown aggregation `{s}`: expected avg, min, max, sum, count, last, rate, \
+        Aggregation::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown aggregation `{s}`: expected avg, min, max, sum, count, last, rate, \
                  p50, p90, p95 or p99"
-            )
-        })
+                )
+            })
     }
 }
 
@@ -429,19 +434,7 @@ mod tests {
         aggregate(a, kind, &samples, window)
     }
 
-    const ALL: [Aggregation; 11] = [
-        Aggregation::Avg,
-        Aggregation::Min,
-        Aggregation::Max,
-        Aggregation::Sum,
-        Aggregation::Count,
-        Aggregation::Last,
-        Aggregation::Rate,
-        Aggregation::P50,
-        Aggregation::P90,
-        Aggregation::P95,
-        Aggregation::P99,
-    ];
+    const ALL: [Aggregation; 11] = Aggregation::ALL;
     const KINDS: [MetricKind; 4] = [
         MetricKind::Counter,
         MetricKind::Gauge,

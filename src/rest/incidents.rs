@@ -320,6 +320,20 @@ async fn get_timeline(
                 ),
                 None => (None, None, None, None),
             };
+            let alert = e.transition.as_ref().map(|t| {
+                json!({
+                    "transition_id": t.id,
+                    "alert_id": t.instance_id,
+                    "rule_id": t.rule_id,
+                    "rule_name": t.rule_name,
+                    "labels": t.labels,
+                    "severity": t.severity,
+                    "from": t.from_state,
+                    "to": t.to_state,
+                    "value": t.value.filter(|v| v.is_finite()),
+                    "silenced": t.silenced,
+                })
+            });
             json!({
                 "timestamp": e.at,
                 "kind": e.kind.as_str(),
@@ -330,6 +344,7 @@ async fn get_timeline(
                 "message": message,
                 "level": level,
                 "event_id": event_id,
+                "alert": alert,
             })
         })
         .collect();

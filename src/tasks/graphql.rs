@@ -10,10 +10,11 @@ use serde_json::Value;
 use super::entity::task;
 use super::model::{NewTask, TaskStatus};
 use super::service::{self, TaskFilter};
-use crate::alerts::loader::{UserLoader, loader};
+use crate::alerts::loader::loader;
 use crate::auth::Role;
 use crate::auth::graphql::User;
 use crate::auth::guard::{ContextExt, RoleGuard};
+use crate::auth::loader::UserLoader;
 use crate::graphql::{TotalCount, parse_id};
 use crate::pagination::{Cursor, Page, PageArgs};
 

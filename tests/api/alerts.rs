@@ -25,7 +25,7 @@ const ALERT_FIELDS: &str = "id ruleId state labels value activeAt firedAt resolv
 
 /// Stores one metric sample the way ingest does (family, series and sample
 /// rows, with the series' latest value, running total and count).
-async fn put_sample(
+pub(crate) async fn put_sample(
     app: &TestApp,
     name: &str,
     kind: &str,
@@ -124,7 +124,7 @@ async fn gauge(app: &TestApp, name: &str, labels: &[(&str, &str)], value: f64) {
     put_sample(app, name, "gauge", labels, value, sightline::util::now()).await;
 }
 
-async fn create_rule(app: &TestApp, token: &str, input: Value) -> Value {
+pub(crate) async fn create_rule(app: &TestApp, token: &str, input: Value) -> Value {
     let q = format!(
         "mutation($i: CreateAlertRuleInput!) {{ createAlertRule(input: $i) {{ {RULE_FIELDS} }} }}"
     );

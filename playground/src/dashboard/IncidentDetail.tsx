@@ -38,7 +38,7 @@ interface Analysis {
     score: number;
     firstError: { eventId: string; at: string; level: string; message: string | null } | null;
   }[];
-  alerts: { ruleName: string | null; labels: Record<string, string>; value: number | null; at: string }[];
+  alerts: { ruleName: string; labels: Record<string, string>; value: number | null; at: string }[];
   metrics: {
     rank: number;
     name: string;
@@ -57,7 +57,7 @@ interface Detail extends Incident {
   timeToAcknowledge: number | null;
   timeToResolve: number | null;
   createdBy: { username: string } | null;
-  alerts: { ruleName: string; linkedAt: string }[];
+  alerts: { id: string; state: string; firedAt: string | null; rule: { name: string } }[];
   notes: { totalCount: number; nodes: Note[] };
   timeline: { totalCount: number; windowStart: string; nodes: TimelineEntry[] };
   analysis: Analysis | null;
@@ -211,7 +211,7 @@ export function IncidentDetail({ api, id, onClose }: { api: Api; id: string; onC
               {detail.alerts.length > 0 && (
                 <>
                   <dt>Alerts</dt>
-                  <dd>{detail.alerts.map((a) => a.ruleName).join(', ')}</dd>
+                  <dd>{detail.alerts.map((a) => a.rule.name).join(', ')}</dd>
                 </>
               )}
               {detail.sources.length > 0 && (
@@ -347,7 +347,7 @@ function AnalysisView({ analysis }: { analysis: Analysis | null }) {
         <ul>
           {analysis.alerts.map((a, i) => (
             <li key={i}>
-              alert <strong>{a.ruleName ?? 'a deleted rule'}</strong> {formatLabels(a.labels)} fired {fmt(a.at)}
+              alert <strong>{a.ruleName}</strong> {formatLabels(a.labels)} fired {fmt(a.at)}
               {a.value !== null && ` (value ${a.value})`}
             </li>
           ))}

@@ -85,7 +85,7 @@ query DashboardIncident($id: ID!) {
     timeToAcknowledge
     timeToResolve
     createdBy { id username }
-    alerts { ruleName linkedAt }
+    alerts { id state firedAt rule { name } }
     notes(first: 100) { totalCount nodes { id body createdAt author { username } } }
     timeline(first: 200) {
       totalCount

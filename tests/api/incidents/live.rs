@@ -13,7 +13,7 @@ const UPDATED: &str = "subscription($id: ID!) { incidentUpdated(id: $id) { incid
 
 /// Waits until the subscription is registered on the server: the hub counts
 /// subscribers, so poll until it has `n`.
-async fn wait_for_subscribers(app: &TestApp, n: usize) {
+pub(super) async fn wait_for_subscribers(app: &TestApp, n: usize) {
     crate::common::wait_until(Duration::from_secs(10), "subscribers", || async {
         let have = app.state.hub.topics().incidents.subscriber_count();
         if have >= n {

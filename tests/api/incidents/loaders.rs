@@ -47,24 +47,36 @@ fn counted(app: &TestApp) -> Counted {
     }
 }
 
-async fn identity(app: &TestApp, token: &str) -> Identity {
+pub(super) async fn identity(app: &TestApp, token: &str) -> Identity {
     sightline::auth::service::authenticate(&app.state.db, token)
         .await
         .unwrap()
         .expect("a valid token")
 }
 
-async fn statements_for_list(app: &TestApp, viewer: &Identity, expect: usize) -> Vec<String> {
+/// Runs `query` as `viewer` through the real schema, as the HTTP handler
+/// does; returns its data and the statements it ran.
+pub(super) async fn run_counted(
+    app: &TestApp,
+    viewer: &Identity,
+    query: &str,
+) -> (serde_json::Value, Vec<String>) {
     let c = counted(app);
     let schema = sightline::graphql::build_schema(c.state.clone());
     let request = sightline::graphql::prepare_request(
-        async_graphql::Request::new(LIST),
+        async_graphql::Request::new(query),
         &c.state,
         RequestContext::internal(Auth::User(viewer.clone())),
     );
     let response = schema.execute(request).await;
     assert!(response.errors.is_empty(), "{:?}", response.errors);
     let data = response.data.into_json().unwrap();
+    let statements = c.statements.lock().unwrap().clone();
+    (data, statements)
+}
+
+async fn statements_for_list(app: &TestApp, viewer: &Identity, expect: usize) -> Vec<String> {
+    let (data, statements) = run_counted(app, viewer, LIST).await;
     let nodes = data["incidents"]["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), expect);
     for n in nodes {
@@ -73,7 +85,7 @@ async fn statements_for_list(app: &TestApp, viewer: &Identity, expect: usize) ->
         assert_eq!(n["notes"]["nodes"].as_array().unwrap().len(), 2);
         assert_eq!(n["changes"]["nodes"][0]["field"], "created");
     }
-    c.statements.lock().unwrap().clone()
+    statements
 }
 
 /// One statement for the page, one per nested list, and at most three for

@@ -4,6 +4,7 @@
 mod access;
 mod alerts;
 mod analysis;
+mod evaluated;
 mod lifecycle;
 mod live;
 mod loaders;

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use super::{create, event, minutes_ago, mutate_ok};
 use crate::common::{TestApp, error_code};
 
-const TIMELINE: &str = "query($id: ID!, $first: Int, $after: String, $kinds: [TimelineEntryKind!], $min: TimelineLevel, $lookback: String) {
+const TIMELINE: &str = "query($id: ID!, $first: Int, $after: String, $kinds: [TimelineEntryKind!], $min: EventLevel, $lookback: String) {
   incident(id: $id) {
     timeline(first: $first, after: $after, kinds: $kinds, minLevel: $min, lookback: $lookback) {
       totalCount windowStart windowEnd
