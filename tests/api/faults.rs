@@ -65,11 +65,10 @@ async fn ingest_client(
                 return;
             }
             Err(e) => {
-                tally
-                    .failures
-                    .lock()
-                    .await
-                    .push(format!("transport error after {:?}: {e}", started.elapsed()));
+                tally.failures.lock().await.push(format!(
+                    "transport error after {:?}: {e}",
+                    started.elapsed()
+                ));
                 continue;
             }
         };
@@ -88,14 +87,25 @@ async fn ingest_client(
                 let ids: Vec<String> = if batch {
                     let rejected = v["data"]["rejected"].as_array().map_or(0, Vec::len);
                     if rejected > 0 {
-                        tally.failures.lock().await.push(format!("rejected: {text}"));
+                        tally
+                            .failures
+                            .lock()
+                            .await
+                            .push(format!("rejected: {text}"));
                     }
                     v["data"]["ids"]
                         .as_array()
-                        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|x| x.as_str().map(str::to_owned))
+                                .collect()
+                        })
                         .unwrap_or_default()
                 } else {
-                    v["data"]["id"].as_str().map(|s| vec![s.to_owned()]).unwrap_or_default()
+                    v["data"]["id"]
+                        .as_str()
+                        .map(|s| vec![s.to_owned()])
+                        .unwrap_or_default()
                 };
                 tally.acked_count.fetch_add(ids.len(), Ordering::Relaxed);
                 tally.acked.lock().await.extend(ids);
@@ -159,13 +169,21 @@ async fn kill_9_during_ingest_keeps_every_acknowledged_event() {
             ))
         })
         .collect();
-    wait_until(Duration::from_secs(120), "1,000 acknowledged events", || {
-        let tally = tally.clone();
-        async move {
-            let n = tally.acked_count.load(Ordering::Relaxed);
-            if n >= 1_000 { Ok(()) } else { Err(n.to_string()) }
-        }
-    })
+    wait_until(
+        Duration::from_secs(120),
+        "1,000 acknowledged events",
+        || {
+            let tally = tally.clone();
+            async move {
+                let n = tally.acked_count.load(Ordering::Relaxed);
+                if n >= 1_000 {
+                    Ok(())
+                } else {
+                    Err(n.to_string())
+                }
+            }
+        },
+    )
     .await;
     server.kill9();
     for c in clients {
@@ -177,22 +195,34 @@ async fn kill_9_during_ingest_keeps_every_acknowledged_event() {
 
     let server = ServerProcess::start(&db.url, &[]).await;
     let token = server.login("admin", PROCESS_ADMIN_PASSWORD).await;
-    let stored = stored_ids(async |q: &str, vars: Value| server.gql(Some(&token), q, vars).await).await;
+    let stored =
+        stored_ids(async |q: &str, vars: Value| server.gql(Some(&token), q, vars).await).await;
     let missing: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
     eprintln!(
         "kill -9 ({}): {} acknowledged, {} stored, {} missing",
-        if backend_is_postgres() { "PostgreSQL" } else { "SQLite" },
+        if backend_is_postgres() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
         acked.len(),
         stored.len(),
         missing.len()
     );
-    assert!(missing.is_empty(), "{} acknowledged events lost: {:?}", missing.len(), &missing[..missing.len().min(10)]);
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged events lost: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
 }
 
 /// Terminates every backend connected to `db_name` but our own.
 async fn terminate_backends(admin_url: &str, db_name: &str) -> i64 {
     use sqlx::{Connection, Row};
-    let mut conn = sqlx::postgres::PgConnection::connect(admin_url).await.unwrap();
+    let mut conn = sqlx::postgres::PgConnection::connect(admin_url)
+        .await
+        .unwrap();
     let row = sqlx::query(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
     )
@@ -224,13 +254,15 @@ async fn terminated_postgres_connections_give_fast_503s_and_the_server_recovers(
         .next()
         .unwrap()
         .to_owned();
-    let mut sub = app
+    let sub = app
         .subscribe(
             Some(&app.admin_token),
-            "subscription { eventCreated(filter: {sources: [\"faults-live\"]}) { id } }",
+            "subscription { eventCreated(filter: {sources: [\"faults\"]}) { id cursor } }",
             json!({}),
         )
         .await;
+    let live = Arc::new(Live::default());
+    let reader = tokio::spawn(read_live(sub, live.clone()));
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
     // The client gives up well after the server's request timeout: a
@@ -263,7 +295,11 @@ async fn terminated_postgres_connections_give_fast_503s_and_the_server_recovers(
             let tally = tally.clone();
             async move {
                 let n = tally.acked_count.load(Ordering::Relaxed);
-                if n >= before + 50 { Ok(()) } else { Err(format!("{n} acknowledged")) }
+                if n >= before + 50 {
+                    Ok(())
+                } else {
+                    Err(format!("{n} acknowledged"))
+                }
             }
         })
         .await;
@@ -283,42 +319,131 @@ async fn terminated_postgres_connections_give_fast_503s_and_the_server_recovers(
         slowest_503,
         recoveries
     );
-    assert!(failures.is_empty(), "{} failures: {:?}", failures.len(), &failures[..failures.len().min(10)]);
+    assert!(
+        failures.is_empty(),
+        "{} failures: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(10)]
+    );
     assert!(
         slowest_503 < app.state.config.request_timeout + Duration::from_secs(5),
         "a 503 came only after {slowest_503:?}"
     );
 
-    let stored = stored_ids(async |q: &str, vars: Value| app.gql(Some(&app.admin_token), q, vars).await).await;
+    let stored =
+        stored_ids(async |q: &str, vars: Value| app.gql(Some(&app.admin_token), q, vars).await)
+            .await;
     let missing: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
-    assert!(missing.is_empty(), "{} acknowledged events lost", missing.len());
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged events lost",
+        missing.len()
+    );
 
-    // A live subscription either still delivers or has closed with a code.
-    let marker = app
-        .gql_ok(
-            Some(&app.admin_token),
-            "mutation { createEvent(input: {eventType: LOG, source: \"faults-live\"}) { id } }",
-            json!({}),
-        )
-        .await["createEvent"]["id"]
-        .clone();
-    loop {
-        match sub.recv().await {
-            Some(crate::common::WsEvent::Json(v)) if v["type"] == "next" => {
-                if v["payload"]["data"]["eventCreated"]["id"] == marker {
-                    break;
+    // The live subscription either delivered everything acknowledged or
+    // closed with a code; a client resuming from the last cursor it saw
+    // misses nothing.
+    let acked_set: HashSet<String> = acked.iter().cloned().collect();
+    wait_until(
+        Duration::from_secs(30),
+        "the subscription to catch up or close",
+        || {
+            let live = live.clone();
+            let acked_set = acked_set.clone();
+            async move {
+                let state = live.state.lock().await;
+                if state.closed.is_some() || acked_set.is_subset(&state.received) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{} of {} received",
+                        state.received.len(),
+                        acked_set.len()
+                    ))
                 }
             }
-            Some(crate::common::WsEvent::Json(v)) if v["type"] == "error" || v["type"] == "complete" => {
-                // Ended with a message the client can act on (resubscribe).
+        },
+    )
+    .await;
+    reader.abort();
+    let state = live.state.lock().await;
+    let mut seen = state.received.clone();
+    if let Some((code, reason)) = &state.closed {
+        assert!(
+            code.is_some(),
+            "the subscription closed without a code: {reason}"
+        );
+        let mut after = state.last_cursor.clone();
+        loop {
+            let v = app
+                .gql(
+                    Some(&app.admin_token),
+                    "query($a: String) { events(first: 1000, after: $a, filter: {sources: [\"faults\"]}) { pageInfo { hasNextPage endCursor } nodes { id } } }",
+                    json!({ "a": after }),
+                )
+                .await;
+            let page = &v["data"]["events"];
+            for n in page["nodes"].as_array().unwrap() {
+                seen.insert(n["id"].as_str().unwrap().to_owned());
+            }
+            if page["pageInfo"]["hasNextPage"] != json!(true) {
                 break;
             }
-            Some(crate::common::WsEvent::Json(_)) => continue,
+            after = page["pageInfo"]["endCursor"].as_str().map(str::to_owned);
+        }
+    }
+    let missed = acked_set.difference(&seen).count();
+    eprintln!(
+        "live subscription: {} received, closed {:?}, {missed} missed after resuming",
+        state.received.len(),
+        state.closed
+    );
+    assert_eq!(
+        missed, 0,
+        "a resuming subscriber missed acknowledged events"
+    );
+}
+
+#[derive(Default)]
+struct LiveState {
+    received: HashSet<String>,
+    last_cursor: Option<String>,
+    closed: Option<(Option<u16>, String)>,
+}
+
+#[derive(Default)]
+struct Live {
+    state: Mutex<LiveState>,
+}
+
+/// Reads a subscription until it closes, keeping what it delivered.
+async fn read_live(mut ws: crate::common::Ws, live: Arc<Live>) {
+    loop {
+        match ws.recv_within(Duration::from_secs(3600)).await {
+            Some(crate::common::WsEvent::Json(v)) => match v["type"].as_str() {
+                Some("next") => {
+                    let e = &v["payload"]["data"]["eventCreated"];
+                    let mut state = live.state.lock().await;
+                    if let (Some(id), Some(cursor)) = (e["id"].as_str(), e["cursor"].as_str()) {
+                        state.received.insert(id.to_owned());
+                        state.last_cursor = Some(cursor.to_owned());
+                    } else {
+                        state.closed = Some((None, format!("unexpected payload: {v}")));
+                        return;
+                    }
+                }
+                Some("error") | Some("complete") => {
+                    // Ended by the server with a message the client can act on.
+                    live.state.lock().await.closed = Some((Some(4500), v.to_string()));
+                    return;
+                }
+                _ => {}
+            },
             Some(crate::common::WsEvent::Closed(code, reason)) => {
-                assert!(code.is_some(), "closed without a code: {reason}");
-                break;
+                live.state.lock().await.closed = Some((code, reason));
+                return;
             }
-            None => panic!("the subscription neither delivered nor closed"),
+            None => return,
         }
     }
 }

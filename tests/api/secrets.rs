@@ -48,7 +48,10 @@ async fn scenario(
     ];
     let login = "mutation($u: String!, $p: String!) { login(input: {username: $u, password: $p}) { token user { id username } } }";
     let v = gql(None, login, json!({"u": "admin", "p": admin_password})).await;
-    let admin = v["data"]["login"]["token"].as_str().expect("admin token").to_owned();
+    let admin = v["data"]["login"]["token"]
+        .as_str()
+        .expect("admin token")
+        .to_owned();
     secrets.push(admin.clone());
 
     let v = gql(
@@ -93,7 +96,10 @@ async fn scenario(
     }
 
     let v = gql(None, login, json!({"u": "secretive", "p": USER_PASSWORD})).await;
-    let user = v["data"]["login"]["token"].as_str().expect("user token").to_owned();
+    let user = v["data"]["login"]["token"]
+        .as_str()
+        .expect("user token")
+        .to_owned();
     secrets.push(user.clone());
     let (status, body) = rest(
         "POST",
@@ -111,14 +117,27 @@ async fn scenario(
 
     // A wrong current password, then a real change.
     let change = "mutation($c: String!, $n: String!) { changePassword(input: {currentPassword: $c, newPassword: $n}) { id } }";
-    let v = gql(Some(&user), change, json!({"c": WRONG_PASSWORD, "n": NEW_PASSWORD})).await;
+    let v = gql(
+        Some(&user),
+        change,
+        json!({"c": WRONG_PASSWORD, "n": NEW_PASSWORD}),
+    )
+    .await;
     assert!(v["errors"].is_array(), "{v}");
     answers.push_str(&v.to_string());
-    let v = gql(Some(&user), change, json!({"c": USER_PASSWORD, "n": NEW_PASSWORD})).await;
+    let v = gql(
+        Some(&user),
+        change,
+        json!({"c": USER_PASSWORD, "n": NEW_PASSWORD}),
+    )
+    .await;
     assert!(v["errors"].is_null(), "{v}");
     answers.push_str(&v.to_string());
     let v = gql(None, login, json!({"u": "secretive", "p": NEW_PASSWORD})).await;
-    let user = v["data"]["login"]["token"].as_str().expect("new token").to_owned();
+    let user = v["data"]["login"]["token"]
+        .as_str()
+        .expect("new token")
+        .to_owned();
     secrets.push(user.clone());
 
     // An API key: shown once, used, listed (without the secret), revoked.
@@ -128,8 +147,14 @@ async fn scenario(
         json!({}),
     )
     .await;
-    let key = v["data"]["createApiKey"]["secret"].as_str().expect("secret").to_owned();
-    let key_id = v["data"]["createApiKey"]["apiKey"]["id"].as_str().unwrap().to_owned();
+    let key = v["data"]["createApiKey"]["secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    let key_id = v["data"]["createApiKey"]["apiKey"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     secrets.push(key.clone());
     let v = gql(
         Some(&key),
@@ -157,7 +182,12 @@ async fn scenario(
         assert!(v["errors"].is_null(), "{v}");
         answers.push_str(&v.to_string());
     }
-    let v = gql(Some(&admin), "{ users(first: 50) { nodes { id username email role } } }", json!({})).await;
+    let v = gql(
+        Some(&admin),
+        "{ users(first: 50) { nodes { id username email role } } }",
+        json!({}),
+    )
+    .await;
     answers.push_str(&v.to_string());
     let (_, body) = rest("GET", "/api/v1/auth/me", Some(&rest_token), None).await;
     answers.push_str(&body);
@@ -170,7 +200,11 @@ async fn scenario(
     answers.push_str(&v.to_string());
     // Using a revoked key, an unknown token and a malformed header: the
     // errors do not repeat what was sent.
-    for bad in [key.as_str(), "slk_forged_token_value_that_is_long_enough", admin.as_str()] {
+    for bad in [
+        key.as_str(),
+        "slk_forged_token_value_that_is_long_enough",
+        admin.as_str(),
+    ] {
         let v = gql(Some(bad), "{ me { id } }", json!({})).await;
         answers.push_str(&v.to_string());
     }
@@ -210,14 +244,20 @@ async fn secrets_never_reach_the_log_later_responses_or_the_database() {
     assert_answers_clean(&secrets, &answers);
     server.stop();
     let log = server.log();
-    assert!(log.contains("INFO") || log.contains("DEBUG"), "no log captured:\n{log}");
+    assert!(
+        log.contains("INFO") || log.contains("DEBUG"),
+        "no log captured:\n{log}"
+    );
     secrets.assert_absent("the server log", &log);
 
     // The database keeps hashes only.
     let dump = dump_database(&db.url).await;
     assert!(!dump.is_empty());
     secrets.assert_absent("the database", &dump);
-    assert!(dump.contains("secretive@example.com"), "the dump is readable");
+    assert!(
+        dump.contains("secretive@example.com"),
+        "the dump is readable"
+    );
     assert!(dump.contains("$argon2"), "password hashes are argon2");
 }
 
