@@ -40,7 +40,7 @@ async fn ingest_client(
     let mut i = 0usize;
     while !stop.load(Ordering::Relaxed) {
         i += 1;
-        let batch = i % 2 == 0;
+        let batch = i.is_multiple_of(2);
         let body = if batch {
             Value::Array(
                 (0..20)

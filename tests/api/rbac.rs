@@ -96,6 +96,9 @@ const RULES: &[(&str, Min)] = &[
     ("Subscription.incidentUpdated", User),
 ];
 
+/// A root field: its name, its required arguments and its type.
+type RootField = (String, Vec<(String, Type)>, Type);
+
 /// The schema's definitions, by type name.
 struct Sdl {
     types: BTreeMap<String, TypeKind>,
@@ -115,7 +118,7 @@ impl Sdl {
     }
 
     /// `(field, [(argument, type)], return type)` of a root type.
-    fn root_fields(&self, root: &str) -> Vec<(String, Vec<(String, Type)>, Type)> {
+    fn root_fields(&self, root: &str) -> Vec<RootField> {
         let Some(TypeKind::Object(obj)) = self.types.get(root) else {
             return Vec::new();
         };
