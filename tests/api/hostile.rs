@@ -421,6 +421,21 @@ fn corpus() -> Vec<Case> {
                 json!({"id": s}),
             ),
             (
+                "alertHistory",
+                "query($id: ID) { alertHistory(filter: {ruleId: $id, alertId: $id}, first: 5) { edges { node { __typename } } } }",
+                json!({"id": s}),
+            ),
+            (
+                "tasks",
+                "query($t: String) { tasks(filter: {taskType: $t}, first: 5) { edges { node { id } } } }",
+                json!({"t": s}),
+            ),
+            (
+                "alerts by rule",
+                "query($id: ID) { alerts(ruleId: $id) { id } }",
+                json!({"id": s}),
+            ),
+            (
                 "events cursor",
                 "query($c: String) { events(after: $c, first: 5) { edges { node { id } } } }",
                 json!({"c": s}),
@@ -988,8 +1003,57 @@ async fn hostile_requests_get_stable_errors_and_change_nothing() {
     let incident = seeded["createIncident"]["id"].as_str().unwrap().to_owned();
     let before = snapshot(&app, &event, &incident).await;
 
-    let cases = corpus();
+    let mut cases = corpus();
+    // Real but stale or foreign cursors: an event's cursor on other
+    // connections, and on events after that event is long gone from the page.
+    let cursor = app
+        .gql_ok(
+            Some(&app.admin_token),
+            "query($e: ID!) { event(id: $e) { cursor } incidents(first: 1) { edges { cursor } } }",
+            json!({ "e": event }),
+        )
+        .await;
+    let event_cursor = cursor["event"]["cursor"].as_str().unwrap().to_owned();
+    let incident_cursor = cursor["incidents"]["edges"][0]["cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (name, c) in [("event", &event_cursor), ("incident", &incident_cursor)] {
+        for (conn, q) in [
+            (
+                "events",
+                "query($c: String) { events(after: $c, first: 3) { edges { node { id } } } }",
+            ),
+            (
+                "events before",
+                "query($c: String) { events(before: $c, last: 3) { edges { node { id } } } }",
+            ),
+            (
+                "incidents",
+                "query($c: String) { incidents(after: $c, first: 3) { edges { node { id } } } }",
+            ),
+            (
+                "users",
+                "query($c: String) { users(after: $c, first: 3) { edges { node { id } } } }",
+            ),
+            (
+                "metrics",
+                "query($c: String) { metrics(after: $c, first: 3) { edges { node { id } } } }",
+            ),
+            (
+                "tasks",
+                "query($c: String) { tasks(after: $c, first: 3) { edges { node { id } } } }",
+            ),
+        ] {
+            cases.push(gql(
+                format!("{conn} with an {name} cursor"),
+                q,
+                json!({ "c": c }),
+            ));
+        }
+    }
     assert!(cases.len() >= 200, "only {} cases", cases.len());
+    eprintln!("hostile corpus: {} requests", cases.len());
     let mut failures = Vec::new();
     for case in &cases {
         let (status, body) = send(&app, case).await;
