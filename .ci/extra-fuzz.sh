@@ -3,14 +3,14 @@
 # target/): starts the server (debug build) on a free port with a fresh
 # SQLite database, then runs Schemathesis in GraphQL mode twice, once with an
 # admin token and once with a user token, each bounded by FUZZ_SECONDS
-# (default 50). A failure is any 5xx, any GraphQL error without a stable
+# (default 40). A failure is any 5xx, any GraphQL error without a stable
 # `extensions.code` (.ci/fuzz_hooks.py), or a crash. Reproduction output
 # (the failing requests as a VCR cassette and JUnit) is kept in
 # target/fuzz-report/ and the server log in target/fuzz-report/server.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-FUZZ_SECONDS=${FUZZ_SECONDS:-50}
+FUZZ_SECONDS=${FUZZ_SECONDS:-40}
 TARGET="${CARGO_TARGET_DIR:-target}"
 VENV="$TARGET/fuzz-venv"
 REPORT="$TARGET/fuzz-report"
