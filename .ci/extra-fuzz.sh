@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 FUZZ_SECONDS=${FUZZ_SECONDS:-40}
 TARGET="${CARGO_TARGET_DIR:-target}"
+case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
 VENV="$TARGET/fuzz-venv"
 REPORT="$TARGET/fuzz-report"
 SCHEMATHESIS_VERSION=4.32.5
@@ -87,7 +88,9 @@ status=0
 for role in admin user; do
   if [ "$role" = admin ]; then TOKEN=$ADMIN_TOKEN; else TOKEN=$USER_TOKEN; fi
   echo "==> schemathesis (GraphQL, $role token, ${FUZZ_SECONDS}s)"
-  SCHEMATHESIS_HOOKS=fuzz_hooks PYTHONPATH="$ROOT/.ci" \
+  # Run from the report directory: Schemathesis keeps its cache in the
+  # working directory.
+  (cd "$REPORT" && SCHEMATHESIS_HOOKS=fuzz_hooks PYTHONPATH="$ROOT/.ci" \
     "$VENV/bin/schemathesis" --no-color run "$BASE/graphql" \
       -H "Authorization: Bearer $TOKEN" \
       --checks graphql_errors_have_codes \
@@ -95,7 +98,7 @@ for role in admin user; do
       --max-time "$FUZZ_SECONDS" \
       --request-timeout 30 \
       --report junit,vcr --report-dir "$REPORT/$role" \
-      --output-truncate false \
+      --output-truncate false) \
     | tee "$REPORT/$role.txt" || status=$?
   kill -0 "$SERVER_PID" 2>/dev/null || { echo "the server crashed:"; tail -50 "$REPORT/server.log"; exit 1; }
 done
