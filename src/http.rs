@@ -51,7 +51,9 @@ pub fn router(server: Server) -> Router {
             timeout,
         ));
     let cors = cors_layer(&server.state.config.cors_origins);
-    api.layer(CatchPanicLayer::custom(panic_response))
+    api.fallback(unknown_route)
+        .layer(axum::middleware::from_fn(json_errors))
+        .layer(CatchPanicLayer::custom(panic_response))
         .layer(cors)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -107,6 +109,84 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
         ErrorCode::Internal,
         "internal server error",
     )
+}
+
+/// Unknown paths: the JSON error envelope with 404 (wrong methods on known
+/// paths get 405 from the router, turned into JSON by [`json_errors`]).
+async fn unknown_route() -> Response {
+    AppError::new(ErrorCode::NotFound, "no such route").into_response()
+}
+
+/// Makes every error answer JSON with a stable code: responses the framework
+/// produces itself (405 for a wrong method, rejected path or query
+/// extractors, the 503 of the request timeout) come as plain text or empty;
+/// they get the REST envelope, or GraphQL's `errors` shape under `/graphql`.
+/// Headers such as `Allow` and `Retry-After` stay.
+async fn json_errors(request: Request, next: axum::middleware::Next) -> Response {
+    let graphql = request.uri().path().starts_with("/graphql");
+    let response = next.run(request).await;
+    let status = response.status();
+    if status.as_u16() < 400 {
+        return response;
+    }
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if content_type.contains("json") || content_type.starts_with("text/html") {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // Framework rejections explain themselves in a short plain-text body.
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .filter(|t| !t.is_empty());
+    let code = match status {
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthenticated,
+        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::CONFLICT => ErrorCode::Conflict,
+        StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
+        StatusCode::REQUEST_TIMEOUT
+        | StatusCode::SERVICE_UNAVAILABLE
+        | StatusCode::GATEWAY_TIMEOUT => ErrorCode::Unavailable,
+        s if s.is_server_error() => ErrorCode::Internal,
+        _ => ErrorCode::BadUserInput,
+    };
+    let message = match (code, status) {
+        (ErrorCode::Unavailable, _) => {
+            "the request took too long or the service is busy, retry shortly".to_owned()
+        }
+        (ErrorCode::Internal, _) => "internal server error".to_owned(),
+        (_, StatusCode::METHOD_NOT_ALLOWED) => "this method is not allowed here".to_owned(),
+        (_, StatusCode::NOT_FOUND) if text.is_none() => "no such route".to_owned(),
+        _ => text.unwrap_or_else(|| {
+            status
+                .canonical_reason()
+                .unwrap_or("bad request")
+                .to_ascii_lowercase()
+        }),
+    };
+    let body = if graphql {
+        json!({ "errors": [{ "message": message, "extensions": { "code": code.as_str() } }] })
+    } else {
+        json!({ "success": false, "error": { "code": code.as_str(), "message": message } })
+    };
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    if code == ErrorCode::Unavailable && !parts.headers.contains_key(header::RETRY_AFTER) {
+        parts
+            .headers
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    Response::from_parts(parts, Body::from(body.to_string()))
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -175,6 +175,11 @@ pub async fn login(
             "username or email is required",
         ));
     }
+    // No username or email has control characters or is this long, and
+    // PostgreSQL refuses NUL in text: answer before touching the database.
+    if login.chars().count() > 320 || login.chars().any(char::is_control) {
+        return Err(AppError::unauthenticated("invalid username or password"));
+    }
     if password.is_empty() || password.chars().count() > password::MAX_LEN {
         return Err(AppError::unauthenticated("invalid username or password"));
     }
@@ -620,6 +625,12 @@ pub async fn create_api_key(
         return Err(AppError::bad_input(
             "name",
             "name must be 1 to 100 characters",
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(AppError::bad_input(
+            "name",
+            "name must not contain control characters",
         ));
     }
     let role = new.role.unwrap_or(identity.role);

@@ -607,6 +607,12 @@ where
     if to < from {
         return Err(AppError::bad_input("to", "to must not be before from"));
     }
+    if q.name.is_empty() || q.name.contains('\0') || q.name.len() > 1000 {
+        return Err(AppError::bad_input(
+            "name",
+            "name must be 1 to 1,000 bytes, without NUL",
+        ));
+    }
     bucketize(
         q.aggregation,
         MetricKind::Gauge,
