@@ -75,7 +75,12 @@ async fn open(config: &Config, size: Option<u32>) -> Result<DatabaseConnection, 
             .min_connections(1)
             .acquire_timeout(acquire)
             .idle_timeout(Some(Duration::from_secs(300)))
-            .test_before_acquire(false)
+            // The shared pool checks a connection before handing it out, so
+            // after PostgreSQL drops connections (restart, failover,
+            // pg_terminate_backend) a request is not answered 503 by a dead
+            // idle one long after the database is back; the ingest writers'
+            // own pool skips the round trip and retries a failed batch.
+            .test_before_acquire(size.is_none())
             .connect_with(options)
             .await
             .map_err(|e| DbErr::Custom(format!("cannot connect to PostgreSQL: {e}")))?;
