@@ -36,6 +36,7 @@ use super::model::{self, Annotations, Severity};
 use super::state::{self, AlertState, Instance, Timing, Transition};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::events::{self, EventType, NewEvent};
+use crate::pubsub::Published;
 use crate::state::AppState;
 use crate::util;
 
@@ -377,19 +378,20 @@ impl Changes {
     }
 }
 
-/// Sends committed transitions and alert events to live subscribers.
-pub fn publish(
+/// Publishes transitions and the alert events written with them as part of
+/// `txn`; call `committed()` on the result after the commit.
+pub async fn publish(
     state: &AppState,
+    txn: &DatabaseTransaction,
     transitions: Vec<transition::Model>,
     stored_events: Vec<events::entity::Model>,
-) {
-    let topic = &state.hub.topics().alerts;
-    for t in transitions {
-        topic.publish(Arc::new(t));
-    }
-    for e in stored_events {
-        events::publish_created(&state.hub, e);
-    }
+) -> AppResult<crate::pubsub::Announcement> {
+    let items = transitions
+        .into_iter()
+        .map(Published::Alert)
+        .chain(stored_events.into_iter().map(Published::Event))
+        .collect();
+    state.hub.announce(txn, items).await
 }
 
 /// The groups whose condition holds at `now`, with their values.
@@ -517,6 +519,7 @@ async fn evaluate(
         .filter(rule::Column::Id.eq(rule_id))
         .exec(&txn)
         .await?;
+    let announced = publish(state, &txn, transitions.clone(), stored_events).await?;
     txn.commit().await?;
     tracing::debug!(
         matching = matching.len(),
@@ -529,11 +532,11 @@ async fn evaluate(
         at: now,
         evaluated: true,
         matching: matching.len(),
-        transitions: transitions.clone(),
+        transitions,
         error: None,
         duration: started.elapsed(),
     };
-    publish(state, transitions, stored_events);
+    announced.committed();
     Ok(outcome)
 }
 

@@ -213,8 +213,9 @@ pub async fn update_rule(state: &AppState, id: Uuid, patch: RulePatch) -> AppRes
     active.updated_at = Set(now);
     active.next_evaluation_at = Set(now);
     let updated = active.update(&txn).await?;
+    let announced = evaluator::publish(state, &txn, transitions, events).await?;
     txn.commit().await?;
-    evaluator::publish(state, transitions, events);
+    announced.committed();
     Ok(updated)
 }
 
@@ -239,8 +240,9 @@ pub async fn set_rule_enabled(state: &AppState, id: Uuid, enabled: bool) -> AppR
     active.updated_at = Set(now);
     active.next_evaluation_at = Set(now);
     let updated = active.update(&txn).await?;
+    let announced = evaluator::publish(state, &txn, transitions, events).await?;
     txn.commit().await?;
-    evaluator::publish(state, transitions, events);
+    announced.committed();
     Ok(updated)
 }
 
@@ -253,8 +255,9 @@ pub async fn delete_rule(state: &AppState, id: Uuid) -> AppResult<rule::Model> {
     let (transitions, events) =
         evaluator::deactivate_rule_alerts(&txn, &current, util::now()).await?;
     rule::Entity::delete_by_id(id).exec(&txn).await?;
+    let announced = evaluator::publish(state, &txn, transitions, events).await?;
     txn.commit().await?;
-    evaluator::publish(state, transitions, events);
+    announced.committed();
     tracing::info!("alert rule deleted");
     Ok(current)
 }
