@@ -398,7 +398,7 @@ fn require_session(identity: &Identity) -> AppResult<Uuid> {
 pub async fn logout(state: &AppState, identity: &Identity) -> AppResult<()> {
     let id = require_session(identity)?;
     session::Entity::delete_by_id(id).exec(&state.db).await?;
-    state.hub.auth_changed();
+    state.hub.auth_changed().await;
     Ok(())
 }
 
@@ -410,7 +410,7 @@ pub async fn logout_all(state: &AppState, identity: &Identity) -> AppResult<u64>
         .exec(&state.db)
         .await?
         .rows_affected;
-    state.hub.auth_changed();
+    state.hub.auth_changed().await;
     Ok(n)
 }
 
@@ -449,7 +449,7 @@ pub async fn change_password(
         .exec(&txn)
         .await?;
     txn.commit().await?;
-    state.hub.auth_changed();
+    state.hub.auth_changed().await;
     Ok(updated)
 }
 
@@ -519,7 +519,7 @@ pub async fn set_user_role(state: &AppState, user_id: Uuid, role: Role) -> AppRe
     active.updated_at = Set(now());
     let updated = active.update(&txn).await?;
     txn.commit().await?;
-    state.hub.auth_changed();
+    state.hub.auth_changed().await;
     Ok(updated)
 }
 
@@ -551,7 +551,7 @@ pub async fn set_user_active(
             .await?;
     }
     txn.commit().await?;
-    state.hub.auth_changed();
+    state.hub.auth_changed().await;
     Ok(updated)
 }
 
@@ -578,7 +578,7 @@ pub async fn force_password_reset(
         .exec(&txn)
         .await?;
     txn.commit().await?;
-    state.hub.auth_changed();
+    state.hub.auth_changed().await;
     tracing::info!(user_id = %user_id, actor = %actor.user_id, "forced password reset");
     Ok(updated)
 }
@@ -674,7 +674,7 @@ pub async fn revoke_api_key(
     let mut active: api_key::ActiveModel = key.into();
     active.revoked_at = Set(Some(now()));
     let updated = active.update(&state.db).await?;
-    state.hub.auth_changed();
+    state.hub.auth_changed().await;
     Ok(updated)
 }
 

@@ -254,12 +254,14 @@ impl Hub {
     }
 
     /// Signals that some credential or user changed (logout, revocation,
-    /// deactivation, role change): live connections re-check theirs, on
-    /// this replica at once and on the others through PostgreSQL.
-    pub fn auth_changed(&self) {
+    /// deactivation, role change), once that change has committed: live
+    /// connections re-check theirs, on this replica at once and on the
+    /// others through PostgreSQL. Returns once the signal is committed, so
+    /// anything the caller writes afterwards reaches every replica after it.
+    pub async fn auth_changed(&self) {
         self.bump_auth();
         if let Some(remote) = &self.inner.remote {
-            remote.send_auth_changed();
+            remote.send_auth_changed().await;
         }
     }
 
@@ -337,7 +339,7 @@ mod tests {
     async fn auth_changes_wake_watchers() {
         let hub = Hub::new();
         let mut w = hub.auth_watch();
-        hub.auth_changed();
+        hub.auth_changed().await;
         w.changed().await.unwrap();
         assert_eq!(*w.borrow(), 1);
     }

@@ -162,19 +162,16 @@ impl Remote {
     }
 
     /// Tells every replica's listener that an auth change committed.
-    pub(crate) fn send_auth_changed(&self) {
-        let pool = self.pool.clone();
+    pub(crate) async fn send_auth_changed(&self) {
         let payload = serde_json::to_string(&Wire::Auth).unwrap_or_default();
-        tokio::spawn(async move {
-            let sent = sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(CHANNEL)
-                .bind(payload)
-                .execute(&pool)
-                .await;
-            if let Err(e) = sent {
-                tracing::warn!(error = %e, "could not tell other replicas about an auth change; they re-check credentials when their listener reconnects");
-            }
-        });
+        let sent = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(payload)
+            .execute(&self.pool)
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "could not tell other replicas about an auth change; they re-check credentials when their listener reconnects");
+        }
     }
 }
 

@@ -12,5 +12,6 @@ mod metrics;
 mod playground;
 mod process;
 mod prometheus;
+mod replicas;
 mod tasks;
 mod transport;
