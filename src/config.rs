@@ -71,6 +71,13 @@ pub struct Config {
     #[arg(long, env = "SIGHTLINE_SESSION_TTL", default_value = "24h", value_parser = parse_duration, global = true)]
     pub session_ttl: Duration,
 
+    /// How long a resolved token is reused before its session and user are
+    /// read again (`0` reads them on every request). Changes made through
+    /// this process apply at once whatever this is; it bounds how long a
+    /// change made by another replica can go unseen.
+    #[arg(long, env = "SIGHTLINE_AUTH_CACHE_TTL", default_value = "2s", value_parser = parse_duration, global = true)]
+    pub auth_cache_ttl: Duration,
+
     /// Largest accepted request body (e.g. `8MiB`, `512KiB`, or bytes).
     #[arg(long, env = "SIGHTLINE_BODY_LIMIT", default_value = "8MiB", value_parser = parse_bytes, global = true)]
     pub body_limit: usize,
@@ -337,7 +344,7 @@ pub struct Config {
     #[arg(long, env = "SIGHTLINE_SUMMARY_WINDOW", default_value = "10m", value_parser = parse_duration, global = true)]
     pub summary_window: Duration,
 
-    /// Whether this server runs the background alert rule evaluator.
+    /// Whether this server evaluates alert rules: when on, it runs one worker dedicated to `monitoring_alert_evaluation` tasks (one live task per enabled rule, claimed with SKIP LOCKED, so each rule is evaluated by exactly one worker across replicas); when off, this replica leaves rule evaluation to the others (its general workers never take those tasks).
     #[arg(long, env = "SIGHTLINE_ALERT_EVALUATOR", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub alert_evaluator: bool,
 

@@ -25,6 +25,7 @@ use crate::events::graphql::{EventMutation, EventQuery, EventSubscription};
 use crate::incidents::graphql::{IncidentMutation, IncidentQuery, IncidentSubscription};
 use crate::metrics::graphql::{MetricMutation, MetricQuery};
 use crate::state::AppState;
+use crate::stats::graphql::StatsQuery;
 use crate::tasks::graphql::{TaskMutation, TaskQuery};
 
 /// The root query type.
@@ -36,6 +37,7 @@ pub struct Query(
     AlertQuery,
     IncidentQuery,
     TaskQuery,
+    StatsQuery,
 );
 
 /// The root mutation type.

@@ -164,7 +164,7 @@ pub async fn request_context(
     let auth = match headers.get(header::AUTHORIZATION) {
         None => Auth::Anonymous,
         Some(value) => match value.to_str() {
-            Ok(v) => auth_service::authenticate_header(&state.db, Some(v)).await?,
+            Ok(v) => auth_service::authenticate_header(state, Some(v)).await?,
             Err(_) => Auth::Invalid,
         },
     };

@@ -134,6 +134,7 @@ impl Application {
             backend: Backend::of(&db),
             db,
             ingest,
+            auth_cache: Arc::new(auth::cache::AuthCache::new(config.auth_cache_ttl)),
             login_limiter: Arc::new(LoginLimiter::new(
                 config.login_max_failures,
                 config.login_lockout,
@@ -218,11 +219,6 @@ impl Application {
             schema,
         });
 
-        let evaluator = state
-            .config
-            .alert_evaluator
-            .then(|| alerts::evaluator::spawn(state.clone()));
-
         let tx = shutdown_tx.clone();
         tokio::spawn(async move {
             signal.await;
@@ -239,7 +235,8 @@ impl Application {
         });
         let mut stop = state.shutdown.clone();
         let serving = tokio::spawn(async move { serve.await });
-        // Background work: task workers and the scheduler stop taking new
+        // Background work: task workers (alert evaluation included, see
+        // `SIGHTLINE_ALERT_EVALUATOR`) and the scheduler stop taking new
         // work at shutdown and finish what they run within the grace period.
         let mut background = tasks::worker::spawn_workers(&state);
         if let Some(l) = live_listener {
@@ -268,10 +265,6 @@ impl Application {
                 open_websockets = tracker.live(),
                 "shutdown timeout reached; closing remaining connections"
             );
-        }
-        if let Some(evaluator) = evaluator {
-            // It stops at its next await point; give it the grace period at most.
-            let _ = tokio::time::timeout(grace, evaluator).await;
         }
         // Requests are done: write what the ingest writers still hold.
         state.ingest.close().await;

@@ -23,6 +23,8 @@ pub struct AppState {
     pub hub: Hub,
     /// Group-commit writers for events and metric samples.
     pub ingest: crate::ingest::Ingest,
+    /// Recently resolved tokens (see [`crate::auth::cache`]).
+    pub auth_cache: Arc<crate::auth::cache::AuthCache>,
     /// Failed-login throttling.
     pub login_limiter: Arc<LoginLimiter>,
     /// Open WebSocket connections, so shutdown can wait for them.

@@ -306,13 +306,12 @@ impl Connection {
                 let authorization = authorization_from_payload(payload.as_ref())
                     .or_else(|| self.header_authorization.clone());
                 if let Some(value) = &authorization {
-                    let auth =
-                        auth_service::authenticate_header(&self.server.state.db, Some(value))
-                            .await
-                            .map_err(|e| {
-                                e.log();
-                                Close::With(1011, "service unavailable, retry".to_owned())
-                            })?;
+                    let auth = auth_service::authenticate_header(&self.server.state, Some(value))
+                        .await
+                        .map_err(|e| {
+                            e.log();
+                            Close::With(1011, "service unavailable, retry".to_owned())
+                        })?;
                     match auth {
                         Auth::User(identity) => self.identity = Some(identity),
                         Auth::Anonymous | Auth::Invalid => {
@@ -423,7 +422,7 @@ impl Connection {
         let auth = match &self.authorization {
             None => Auth::Anonymous,
             Some(value) => {
-                let auth = auth_service::authenticate_header(&self.server.state.db, Some(value))
+                let auth = auth_service::authenticate_header(&self.server.state, Some(value))
                     .await
                     .map_err(|e| {
                         e.log();
@@ -457,7 +456,7 @@ impl Connection {
         let (Some(value), Some(before)) = (&self.authorization, &self.identity) else {
             return Ok(());
         };
-        let auth = auth_service::authenticate_header(&self.server.state.db, Some(value))
+        let auth = auth_service::authenticate_header(&self.server.state, Some(value))
             .await
             .map_err(|e| {
                 e.log();

@@ -75,6 +75,31 @@ async function openTab(page, name) {
   );
 }
 
+/**
+ * Presses the execute button until `done` says the run it starts was seen.
+ * Under load a press can land while the editors are still settling and start
+ * nothing; it is pressed again only when nothing is running (the button
+ * offers "Execute", not "Stop") and nothing came of the last press for 3 s.
+ * Every run here is a read or a subscription, safe to start again.
+ */
+async function executeUntil(page, what, done) {
+  const button = page.locator('.graphiql-execute-button');
+  let pressedAt = 0;
+  await waitFor(
+    what,
+    async () => {
+      if (await done()) return true;
+      const idle = ((await button.getAttribute('aria-label')) ?? '').startsWith('Execute');
+      if (idle && Date.now() - pressedAt > 3_000) {
+        await button.click();
+        pressedAt = Date.now();
+      }
+      return false;
+    },
+    { timeout: 30_000 },
+  );
+}
+
 function headersEditor(page) {
   return page.locator('section.graphiql-editor-tool[aria-label="Headers"] .graphiql-editor:not(.hidden)');
 }
@@ -108,15 +133,13 @@ describe('playground', () => {
 
     // `me` without a token: a clear error, not a crash.
     await openTab(page, 'Me');
-    await page.locator('.graphiql-execute-button').click();
-    await waitFor('the unauthenticated answer', async () =>
+    await executeUntil(page, 'the unauthenticated answer', async () =>
       (await responseText(page)).includes('UNAUTHENTICATED'),
     );
 
     // `me` with the token pasted into the headers editor.
     await setEditor(page, headersEditor(page), `{"Authorization": "Bearer ${adminToken}"}`);
-    await page.locator('.graphiql-execute-button').click();
-    await waitFor('`me` to answer admin', async () => {
+    await executeUntil(page, '`me` to answer admin', async () => {
       const text = await responseText(page);
       return text.includes('"username": "admin"') && text.includes('"role": "ADMIN"');
     });
@@ -135,8 +158,7 @@ describe('playground', () => {
     // The preloaded subscription tab, with the token in its headers.
     await openTab(page, 'LiveEvents');
     await setEditor(page, headersEditor(page), `{"Authorization": "Bearer ${adminToken}"}`);
-    await page.locator('.graphiql-execute-button').click();
-    await waitFor('the connection_init carrying the token', async () =>
+    await executeUntil(page, 'the connection_init carrying the token', async () =>
       initPayloads.some((p) => p && p.Authorization === `Bearer ${adminToken}`),
     );
 

@@ -1,7 +1,10 @@
-//! The alert evaluator: evaluates a rule at a time ([`evaluate_rule`]),
-//! evaluates every rule that is due ([`evaluate_due_rules`]), and the
-//! background loop that only schedules ([`run`]). The functions take the app
-//! state and a time so that a task queue can call them as well.
+//! The alert evaluator: evaluates a rule at a time ([`evaluate_rule`], or
+//! [`evaluate_in_slot`] for its scheduled slot) and every rule that is due
+//! at once ([`evaluate_due_rules`], for benchmarks and tests). In the server
+//! each enabled rule is evaluated by its own `monitoring_alert_evaluation`
+//! task ([`crate::tasks::handlers::alert_evaluation`]), which the task
+//! queue's workers claim with `FOR UPDATE SKIP LOCKED`, so exactly one
+//! worker across replicas evaluates a rule at a time.
 //!
 //! One evaluation reads the data the expression needs (outside any write
 //! transaction, so ingest is never blocked by it), then in one transaction
@@ -25,7 +28,6 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode, TransactionOptions,
     TransactionTrait,
 };
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::data::{self, FamilyCache};
@@ -39,10 +41,6 @@ use crate::events::{self, EventType, NewEvent};
 use crate::pubsub::Published;
 use crate::state::AppState;
 use crate::util;
-
-/// Longest the loop sleeps between looks for due rules (new and changed
-/// rules are due at once, so this bounds how soon they are first evaluated).
-const MAX_IDLE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Rows per multi-row insert.
 const INSERT_CHUNK: usize = 200;
@@ -454,6 +452,21 @@ pub async fn evaluate_rule(
     evaluate(state, rule_id, now, None, &cache).await
 }
 
+/// Evaluates one rule at `now` for its scheduled slot `due` (the rule's
+/// `next_evaluation_at` as the caller read it): the evaluation is recorded
+/// only if the rule is still due at `due` (no update or other evaluation
+/// came in between), and it moves the rule's `next_evaluation_at` to `next`.
+pub async fn evaluate_in_slot(
+    state: &AppState,
+    rule_id: Uuid,
+    now: DateTime<Utc>,
+    due: DateTime<Utc>,
+    next: DateTime<Utc>,
+) -> AppResult<EvaluationOutcome> {
+    let cache = RoundCache::default();
+    evaluate(state, rule_id, now, Some((due, next)), &cache).await
+}
+
 async fn evaluate(
     state: &AppState,
     rule_id: Uuid,
@@ -726,39 +739,6 @@ async fn next_due(db: &DatabaseConnection) -> AppResult<Option<DateTime<Utc>>> {
         .one(db)
         .await?;
     Ok(next)
-}
-
-/// Starts the background evaluator; it stops when the server shuts down.
-pub fn spawn(state: AppState) -> JoinHandle<()> {
-    tokio::spawn(run(state))
-}
-
-/// The scheduling loop: evaluates due rules, then sleeps until the next one
-/// is due (at most [`MAX_IDLE`]) or the server shuts down.
-pub async fn run(state: AppState) {
-    let mut shutdown = state.shutdown.clone();
-    tracing::info!("alert evaluator started");
-    loop {
-        if *shutdown.borrow() {
-            break;
-        }
-        let next_due = match evaluate_due_rules(&state, util::now()).await {
-            Ok(round) => round.next_due,
-            Err(e) => {
-                tracing::warn!(code = %e.code, cause = ?e.cause, "alert evaluation round failed");
-                None
-            }
-        };
-        let wait = next_due
-            .and_then(|t| (t - util::now()).to_std().ok())
-            .unwrap_or(MAX_IDLE)
-            .clamp(std::time::Duration::from_millis(10), MAX_IDLE);
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.wait_for(|s| *s) => break,
-        }
-    }
-    tracing::info!("alert evaluator stopped");
 }
 
 #[cfg(test)]

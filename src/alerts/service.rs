@@ -28,6 +28,7 @@ use crate::auth::Identity;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::pagination::{Cursor, Page, Rows, keyset};
 use crate::state::AppState;
+use crate::tasks::handlers::alert_evaluation::sync_rule_task;
 use crate::util;
 
 fn first_error(errors: Vec<FieldError>) -> AppError {
@@ -93,7 +94,13 @@ pub async fn create_rule(
         ..Default::default()
     };
     apply_spec(&mut active, spec);
-    let created = active.insert(&state.db).await?;
+    // tasks: the rule and its evaluation task are created together.
+    let txn = begin_write(&state.db).await?;
+    let created = active.insert(&txn).await?;
+    sync_rule_task(&txn, created.id, Some(&created)).await?;
+    txn.commit().await?;
+    state.tasks.wake();
+    // end tasks
     tracing::info!(rule_id = %created.id, "alert rule created");
     Ok(created)
 }
@@ -213,8 +220,10 @@ pub async fn update_rule(state: &AppState, id: Uuid, patch: RulePatch) -> AppRes
     active.updated_at = Set(now);
     active.next_evaluation_at = Set(now);
     let updated = active.update(&txn).await?;
+    sync_rule_task(&txn, id, Some(&updated)).await?; // tasks: its evaluation task follows
     let announced = evaluator::publish(state, &txn, transitions, events).await?;
     txn.commit().await?;
+    state.tasks.wake(); // tasks
     announced.committed();
     Ok(updated)
 }
@@ -240,8 +249,10 @@ pub async fn set_rule_enabled(state: &AppState, id: Uuid, enabled: bool) -> AppR
     active.updated_at = Set(now);
     active.next_evaluation_at = Set(now);
     let updated = active.update(&txn).await?;
+    sync_rule_task(&txn, id, Some(&updated)).await?; // tasks: its evaluation task follows
     let announced = evaluator::publish(state, &txn, transitions, events).await?;
     txn.commit().await?;
+    state.tasks.wake(); // tasks
     announced.committed();
     Ok(updated)
 }
@@ -255,6 +266,7 @@ pub async fn delete_rule(state: &AppState, id: Uuid) -> AppResult<rule::Model> {
     let (transitions, events) =
         evaluator::deactivate_rule_alerts(&txn, &current, util::now()).await?;
     rule::Entity::delete_by_id(id).exec(&txn).await?;
+    sync_rule_task(&txn, id, None).await?; // tasks: its evaluation task is cancelled
     let announced = evaluator::publish(state, &txn, transitions, events).await?;
     txn.commit().await?;
     announced.committed();

@@ -3,10 +3,12 @@
 //! Every request is authenticated through one function,
 //! [`service::authenticate`], from `Authorization: Bearer <token>` on HTTP or
 //! the `connection_init` payload on WebSocket. The role and active flag are
-//! read fresh each time, so a deactivated user or revoked key stops working at
-//! once. Guards in [`guard`] check roles on fields; services take an
-//! [`Identity`] when they act on someone's behalf.
+//! read fresh, or reused from [`cache`] only while no credential has changed
+//! since, so a deactivated user or revoked key stops working at once. Guards
+//! in [`guard`] check roles on fields; services take an [`Identity`] when
+//! they act on someone's behalf.
 
+pub mod cache;
 pub mod entity;
 pub mod graphql;
 pub mod guard;

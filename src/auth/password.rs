@@ -2,9 +2,9 @@
 
 use std::sync::LazyLock;
 
-use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, Version};
 
 use crate::error::{AppError, AppResult};
 
@@ -31,8 +31,22 @@ pub fn validate(field: &str, password: &str) -> AppResult<()> {
     Ok(())
 }
 
+/// argon2id cost for new hashes: 7 MiB of memory, 5 passes, 1 lane — one of
+/// the OWASP password-storage settings, equivalent in strength to the crate's
+/// default (19 MiB, 2 passes) while holding under half the memory per login;
+/// that memory stays with the allocator a while after each hash, and an idle
+/// server should stay small. Stored hashes carry their own parameters, so
+/// hashes made with other settings keep verifying.
+const MEMORY_KIB: u32 = 7 * 1024;
+const PASSES: u32 = 5;
+
+fn hasher() -> Argon2<'static> {
+    let params = Params::new(MEMORY_KIB, PASSES, 1, None).unwrap_or_default();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
 fn hash_blocking(password: &str) -> Result<String, String> {
-    Argon2::default()
+    hasher()
         .hash_password(password.as_bytes())
         .map(|h| h.to_string())
         .map_err(|e| format!("password hashing failed: {e}"))
@@ -40,7 +54,7 @@ fn hash_blocking(password: &str) -> Result<String, String> {
 
 fn verify_blocking(password: &str, phc: &str) -> bool {
     match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default()
+        Ok(parsed) => hasher()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok(),
         Err(_) => false,
@@ -75,6 +89,21 @@ pub async fn verify(password: String, phc: Option<String>) -> AppResult<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_hashes_use_the_configured_cost_and_older_hashes_still_verify() {
+        let h = hash_blocking("correct horse").unwrap();
+        assert!(h.contains("m=7168,t=5,p=1"), "{h}");
+        assert!(verify_blocking("correct horse", &h));
+        assert!(!verify_blocking("wrong horse", &h));
+        let older = Argon2::default()
+            .hash_password(b"correct horse")
+            .unwrap()
+            .to_string();
+        assert!(older.contains("m=19456,t=2,p=1"), "{older}");
+        assert!(verify_blocking("correct horse", &older));
+        assert!(!verify_blocking("wrong horse", &older));
+    }
 
     #[test]
     fn passwords_shorter_than_eight_characters_are_rejected() {

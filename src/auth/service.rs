@@ -280,14 +280,27 @@ pub fn bearer_token(header: Option<&str>) -> Bearer<'_> {
 }
 
 /// Resolves an `Authorization` header value into the request's [`Auth`].
-pub async fn authenticate_header(db: &DatabaseConnection, header: Option<&str>) -> AppResult<Auth> {
+/// Valid tokens are reused from the state's [`crate::auth::cache::AuthCache`] while no credential
+/// changed since they were read.
+pub async fn authenticate_header(state: &AppState, header: Option<&str>) -> AppResult<Auth> {
     match bearer_token(header) {
         Bearer::Absent => Ok(Auth::Anonymous),
         Bearer::Malformed => Ok(Auth::Invalid),
-        Bearer::Token(token) => Ok(match authenticate(db, token).await? {
-            Some(identity) => Auth::User(identity),
-            None => Auth::Invalid,
-        }),
+        Bearer::Token(token) => {
+            let hash = sha256_hex(token);
+            // Read before the lookup: a change during it invalidates the entry.
+            let generation = *state.hub.auth_watch().borrow();
+            if let Some(identity) = state.auth_cache.get(&hash, generation) {
+                return Ok(Auth::User(identity));
+            }
+            Ok(match authenticate(&state.db, token).await? {
+                Some(identity) => {
+                    state.auth_cache.put(hash, generation, &identity);
+                    Auth::User(identity)
+                }
+                None => Auth::Invalid,
+            })
+        }
     }
 }
 

@@ -459,6 +459,7 @@ pub async fn create(
         }],
     )
     .await?;
+    crate::tasks::enqueue_incident_analysis(&txn, created.id).await?; // tasks: analysis queued with the incident
     let announced = publish(state, &txn, IncidentEvent::Created(created.clone())).await?;
     txn.commit().await?;
     tracing::info!(incident_id = %created.id, "incident created");

@@ -195,7 +195,7 @@ pub async fn totals(db: &impl ConnectionTrait, counter: Counter) -> AppResult<To
         .await?
         .ok_or_else(|| missing(counter))?;
     let total: i64 = total_row.try_get_by_index(0)?;
-    let since = minute_of(crate::util::now()) - 60;
+    let since = last_hour_since(crate::util::now());
     let hour_row = db
         .query_one_raw(statement(
             db,
@@ -211,6 +211,12 @@ pub async fn totals(db: &impl ConnectionTrait, counter: Counter) -> AppResult<To
         total: total.max(0) as u64,
         last_hour: last_hour.max(0) as u64,
     })
+}
+
+/// The first minute (Unix seconds / 60) that "the last hour" counts at
+/// `now`: the current minute and the 60 before it.
+pub fn last_hour_since(now: DateTime<Utc>) -> i64 {
+    minute_of(now) - 60
 }
 
 /// Deletes per-minute counts older than [`KEEP_MINUTES`].

@@ -1,5 +1,6 @@
-//! REST endpoints of the original design for statistics and the Prometheus
-//! exposition, plus the conventional `GET /metrics` scrape endpoint.
+//! REST endpoints of the original design for statistics
+//! (`GET /api/v1/monitoring/stats`) and the Prometheus exposition, plus the
+//! conventional `GET /metrics` scrape endpoint.
 
 use axum::Router;
 use axum::extract::State;
@@ -8,7 +9,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use super::{Authed, Caller};
+use super::{Authed, Caller, ok};
 use crate::auth::Role;
 use crate::config::MetricsAuth;
 use crate::error::AppError;
@@ -18,11 +19,25 @@ use crate::metrics::exposition::CONTENT_TYPE;
 /// Statistics and exposition routes.
 pub fn router() -> Router<Server> {
     Router::new()
+        .route("/api/v1/monitoring/stats", get(monitoring_stats))
         .route(
             "/api/v1/monitoring/metrics/prometheus",
             get(prometheus_authenticated),
         )
         .route("/metrics", get(metrics_endpoint))
+}
+
+/// `GET /api/v1/monitoring/stats`: the six figures (moderator and above, as
+/// in the original design; a user gets 403 `FORBIDDEN`), read through
+/// [`crate::stats::service::monitoring_stats`] (no table scan).
+async fn monitoring_stats(State(server): State<Server>, caller: Authed) -> Response {
+    if let Err(e) = caller.require(Role::Moderator) {
+        return e.into_response();
+    }
+    match crate::stats::service::monitoring_stats(&server.state.db).await {
+        Ok(stats) => ok(stats),
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn exposition(server: &Server) -> Response {

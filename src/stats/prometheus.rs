@@ -99,6 +99,16 @@ pub fn exposed_name(name: &str, metric_type: &str) -> String {
 /// Writes Sightline's own families.
 async fn own_families(state: &AppState, writer: &mut Writer) -> AppResult<()> {
     let no_labels: Labels = Vec::new();
+    // The original design's six figures, from the same service as
+    // `monitoringStats` (maintained counters and index-only counts).
+    let stats = super::service::monitoring_stats(&state.db).await?;
+    for (name, help, value) in stats.gauges() {
+        writer.family(&gauge_family(
+            name,
+            help,
+            &[(no_labels.clone(), value as f64)],
+        ));
+    }
     let http = state.http_metrics.snapshot();
     let http_labels = |s: &super::telemetry::HttpSeries| -> Labels {
         vec![

@@ -10,7 +10,9 @@ use serde_json::Value;
 use super::entity::task;
 use super::model::{NewTask, TaskStatus};
 use super::service::{self, TaskFilter};
+use crate::alerts::loader::{UserLoader, loader};
 use crate::auth::Role;
+use crate::auth::graphql::User;
 use crate::auth::guard::{ContextExt, RoleGuard};
 use crate::graphql::{TotalCount, parse_id};
 use crate::pagination::{Cursor, Page, PageArgs};
@@ -123,6 +125,13 @@ impl Task {
     /// Id of the user who enqueued it (none for the scheduler).
     async fn created_by_id(&self) -> Option<ID> {
         self.0.created_by.map(|id| ID(id.to_string()))
+    }
+    /// Who enqueued it; null for the scheduler and internal callers (or a deleted user).
+    async fn created_by(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
+        let Some(id) = self.0.created_by else {
+            return Ok(None);
+        };
+        Ok(loader::<UserLoader>(ctx).load_one(id).await?.map(User))
     }
     /// When it was enqueued.
     async fn created_at(&self) -> DateTime<Utc> {

@@ -19,6 +19,7 @@ pub mod scheduler;
 pub mod service;
 pub mod worker;
 
+pub use handlers::incident_analysis::enqueue_incident_analysis;
 pub use model::{NewTask, TaskStatus};
 pub use registry::{TaskContext, TaskError, TaskRegistry};
 pub use worker::{Outcome, run_pending_tasks, try_execute_task};

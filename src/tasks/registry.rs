@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -30,6 +30,34 @@ pub struct TaskContext {
     /// The time the attempt started; handlers use it instead of the clock so
     /// tests can run them "later".
     pub now: DateTime<Utc>,
+    /// Where [`TaskContext::reschedule`] leaves its request for the worker.
+    pub rearm: Arc<Mutex<Option<DateTime<Utc>>>>,
+}
+
+impl TaskContext {
+    /// A context for one attempt of `task` at `now`.
+    pub fn new(state: AppState, task: task::Model, now: DateTime<Utc>) -> TaskContext {
+        TaskContext {
+            state,
+            task,
+            now,
+            rearm: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Asks for this task to run again at `at` once this attempt succeeds:
+    /// instead of `succeeded`, the same task (same id and dedupe key) goes
+    /// back to `pending` with a fresh set of attempts and its result stored.
+    /// This is how recurring work (one alert rule's evaluation) keeps exactly
+    /// one live task. A failed attempt ignores it (the usual retry applies).
+    pub fn reschedule(&self, at: DateTime<Utc>) {
+        *self.rearm.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
+    }
+
+    /// The time asked for with [`TaskContext::reschedule`], if any.
+    pub fn rescheduled_at(&self) -> Option<DateTime<Utc>> {
+        *self.rearm.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Why an attempt failed.
@@ -89,6 +117,14 @@ pub trait Handler: Send + Sync + 'static {
     fn validate(&self, payload: &Value) -> Result<(), FieldError> {
         let _ = payload;
         Ok(())
+    }
+
+    /// The lease a worker holds on `task` while running it (`None`: the
+    /// server's `SIGHTLINE_TASK_LEASE`). A crashed worker's task returns to
+    /// the queue this long after its last renewal.
+    fn lease(&self, task: &task::Model) -> Option<Duration> {
+        let _ = task;
+        None
     }
 }
 

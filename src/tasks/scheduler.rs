@@ -197,9 +197,14 @@ pub async fn tick(
     Ok(report)
 }
 
+/// How often the scheduler re-creates missing alert evaluation tasks
+/// ([`super::handlers::alert_evaluation::ensure_rule_tasks`]).
+pub const RULE_TASK_SYNC_EVERY: Duration = Duration::from_secs(30);
+
 /// Runs the scheduler until shutdown: registers the schedules, then ticks
 /// every `SIGHTLINE_SCHEDULER_TICK`, returning expired leases to the queue
-/// on the way.
+/// on the way, and every [`RULE_TASK_SYNC_EVERY`] (and at start) makes sure
+/// each enabled alert rule has its evaluation task.
 pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
     let state = state.clone();
     tokio::spawn(async move {
@@ -207,6 +212,7 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
         let mut shutdown = state.shutdown.clone();
         let every = state.config.scheduler_tick;
         let mut registered = false;
+        let mut last_rule_sync: Option<std::time::Instant> = None;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -218,6 +224,10 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
                     registered = true;
                 }
                 service::reap_expired(&state.db, now).await?;
+                if last_rule_sync.is_none_or(|t| t.elapsed() >= RULE_TASK_SYNC_EVERY) {
+                    super::handlers::alert_evaluation::ensure_rule_tasks(&state).await?;
+                    last_rule_sync = Some(std::time::Instant::now());
+                }
                 tick(&state, &schedules, now).await
             }
             .await;

@@ -363,6 +363,54 @@ pub async fn oldest_waiting(db: &impl ConnectionTrait) -> AppResult<Option<DateT
 // ---------------------------------------------------------------------------
 // The worker's side.
 
+/// Which task types a worker takes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ClaimScope {
+    /// Every type (what [`crate::tasks::run_pending_tasks`] uses).
+    #[default]
+    All,
+    /// Only these types (a dedicated worker, e.g. for alert evaluation).
+    Only(Vec<String>),
+    /// Every type but these.
+    Except(Vec<String>),
+}
+
+impl ClaimScope {
+    fn apply(&self, q: sea_orm::Select<task::Entity>) -> sea_orm::Select<task::Entity> {
+        match self {
+            ClaimScope::All => q,
+            ClaimScope::Only(types) => q.filter(task::Column::TaskType.is_in(types.clone())),
+            ClaimScope::Except(types) if types.is_empty() => q,
+            ClaimScope::Except(types) => q.filter(task::Column::TaskType.is_not_in(types.clone())),
+        }
+    }
+
+    /// The SQL condition (with placeholders from `$first`) and its values.
+    fn sql(&self, first: usize) -> (String, Vec<sea_orm::Value>) {
+        let (types, negate) = match self {
+            ClaimScope::All => return (String::new(), Vec::new()),
+            ClaimScope::Only(types) => (types, false),
+            ClaimScope::Except(types) if types.is_empty() => return (String::new(), Vec::new()),
+            ClaimScope::Except(types) => (types, true),
+        };
+        if types.is_empty() {
+            // `Only` nothing: a condition that never holds.
+            return (" AND 1 = 0".to_owned(), Vec::new());
+        }
+        let placeholders: Vec<String> = (0..types.len())
+            .map(|i| format!("${}", first + i))
+            .collect();
+        let not = if negate { "NOT " } else { "" };
+        (
+            format!(" AND task_type {not}IN ({})", placeholders.join(", ")),
+            types
+                .iter()
+                .map(|t| sea_orm::Value::from(t.clone()))
+                .collect(),
+        )
+    }
+}
+
 /// Claims the most urgent due task for `worker` with a lease until
 /// `lease_until`, counting the attempt. `None` when nothing is due.
 pub async fn claim(
@@ -371,9 +419,21 @@ pub async fn claim(
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
 ) -> AppResult<Option<task::Model>> {
+    claim_scoped(db, worker, now, lease_until, &ClaimScope::All).await
+}
+
+/// [`claim`] among the task types of `scope` only.
+pub async fn claim_scoped(
+    db: &impl ConnectionTrait,
+    worker: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    scope: &ClaimScope,
+) -> AppResult<Option<task::Model>> {
     // A read through the partial due-task index first, so an idle poll
     // takes no write lock.
-    let due = task::Entity::find()
+    let due = scope
+        .apply(task::Entity::find())
         .select_only()
         .column(task::Column::Id)
         .filter(
@@ -392,20 +452,89 @@ pub async fn claim(
         Backend::Postgres => " FOR UPDATE SKIP LOCKED",
         Backend::Sqlite => "",
     };
+    let (scope_sql, scope_values) = scope.sql(4);
     let sql = format!(
         "UPDATE tasks SET status = 'running', attempts = attempts + 1, locked_by = $1, \
          lease_expires_at = $2, started_at = $3, updated_at = $3 \
          WHERE id = (SELECT id FROM tasks \
-           WHERE status IN ('pending', 'failed') AND run_after <= $3 \
+           WHERE status IN ('pending', 'failed') AND run_after <= $3{scope_sql} \
            ORDER BY priority DESC, run_after, id LIMIT 1{lock}) \
          RETURNING *"
     );
-    let stmt = Statement::from_sql_and_values(
-        db.get_database_backend(),
-        sql,
-        [worker.into(), lease_until.into(), now.into()],
-    );
+    let mut values: Vec<sea_orm::Value> = vec![worker.into(), lease_until.into(), now.into()];
+    values.extend(scope_values);
+    let stmt = Statement::from_sql_and_values(db.get_database_backend(), sql, values);
     Ok(task::Model::find_by_statement(stmt).one(db).await?)
+}
+
+/// The earliest `run_after` of a waiting (pending or failed) task in
+/// `scope`: when an idle worker of that scope should look again.
+pub async fn next_run_after(
+    db: &impl ConnectionTrait,
+    scope: &ClaimScope,
+) -> AppResult<Option<DateTime<Utc>>> {
+    let row = scope
+        .apply(task::Entity::find())
+        .select_only()
+        .column_as(task::Column::RunAfter.min(), "next")
+        .filter(
+            task::Column::Status.is_in([TaskStatus::Pending.as_str(), TaskStatus::Failed.as_str()]),
+        )
+        .into_tuple::<Option<DateTime<Utc>>>()
+        .one(db)
+        .await?;
+    Ok(row.flatten())
+}
+
+/// A task queued by the server itself (no registry check: the caller names
+/// a type it registers), through `db` (typically the transaction that
+/// creates its cause). `false` when a live task with the same dedupe key
+/// exists, so nothing was added.
+#[derive(Debug, Clone)]
+pub struct InternalTask {
+    /// The task type.
+    pub task_type: &'static str,
+    /// Its payload.
+    pub payload: Value,
+    /// At most one live task per key.
+    pub dedupe_key: Option<String>,
+    /// When it may run.
+    pub run_after: DateTime<Utc>,
+    /// Higher runs first.
+    pub priority: i32,
+    /// Attempts before dead.
+    pub max_attempts: i32,
+}
+
+/// Stores an [`InternalTask`]; `false` when its dedupe key is taken by a live task.
+pub async fn insert_internal(db: &impl ConnectionTrait, new: InternalTask) -> AppResult<bool> {
+    let now = util::now();
+    let row = task::Model {
+        id: Uuid::now_v7(),
+        task_type: new.task_type.to_owned(),
+        payload: new.payload,
+        status: TaskStatus::Pending.as_str().to_owned(),
+        priority: new.priority,
+        attempts: 0,
+        max_attempts: std::cmp::max(new.max_attempts, 1),
+        run_after: util::to_stored_precision(new.run_after),
+        lease_expires_at: None,
+        locked_by: None,
+        last_error: None,
+        result: None,
+        dedupe_key: new.dedupe_key,
+        created_by: None,
+        created_at: now,
+        updated_at: now,
+        started_at: None,
+        finished_at: None,
+    };
+    let active: task::ActiveModel = row.into();
+    let inserted = task::Entity::insert(active)
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .exec_without_returning(db)
+        .await?;
+    Ok(inserted == 1)
 }
 
 /// The filter that matches a task only while `worker` still holds the lease
@@ -458,6 +587,43 @@ pub async fn complete(
         )
         .col_expr(task::Column::LockedBy, Expr::value(Option::<String>::None))
         .col_expr(task::Column::FinishedAt, Expr::value(Some(now)))
+        .col_expr(task::Column::UpdatedAt, Expr::value(now))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected == 1)
+}
+
+/// Stores the result of a successful attempt of a recurring task and puts
+/// it back in the queue, due at `run_after`, with a fresh set of attempts
+/// (the handler asked for it with [`crate::tasks::TaskContext::reschedule`]).
+/// The task keeps its id and dedupe key, so it stays the one live task of
+/// its key. `false` when the lease was lost.
+pub async fn rearm(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    worker: &str,
+    attempt: i32,
+    result: Value,
+    run_after: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> AppResult<bool> {
+    let done = held_by(task::Entity::update_many(), id, worker, attempt)
+        .col_expr(
+            task::Column::Status,
+            Expr::value(TaskStatus::Pending.as_str()),
+        )
+        .col_expr(task::Column::Attempts, Expr::value(0))
+        .col_expr(task::Column::Result, Expr::value(Some(result)))
+        .col_expr(task::Column::LastError, Expr::value(Option::<String>::None))
+        .col_expr(
+            task::Column::RunAfter,
+            Expr::value(util::to_stored_precision(run_after)),
+        )
+        .col_expr(
+            task::Column::LeaseExpiresAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(task::Column::LockedBy, Expr::value(Option::<String>::None))
         .col_expr(task::Column::UpdatedAt, Expr::value(now))
         .exec(db)
         .await?;

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::model::backoff;
 use super::registry::{TaskContext, TaskError};
-use super::service::{self, AfterFailure};
+use super::service::{self, AfterFailure, ClaimScope};
 use crate::error::AppResult;
 use crate::state::AppState;
 use crate::util;
@@ -53,6 +53,15 @@ pub enum Outcome {
         task_type: String,
         /// What went wrong.
         error: String,
+    },
+    /// The task succeeded and, as its handler asked, is queued again.
+    Rearmed {
+        /// The task.
+        id: Uuid,
+        /// Its type.
+        task_type: String,
+        /// When it runs next.
+        run_after: DateTime<Utc>,
     },
     /// The lease lapsed while the handler ran; whatever it did is not
     /// recorded here (the task's next holder decides).
@@ -101,9 +110,20 @@ pub async fn try_execute_task_at(
     worker: &str,
     now: DateTime<Utc>,
 ) -> AppResult<Outcome> {
+    try_execute_scoped(state, worker, now, &ClaimScope::All).await
+}
+
+/// [`try_execute_task_at`] among the task types of `scope` only.
+pub async fn try_execute_scoped(
+    state: &AppState,
+    worker: &str,
+    now: DateTime<Utc>,
+    scope: &ClaimScope,
+) -> AppResult<Outcome> {
     service::reap_expired(&state.db, now).await?;
-    let lease = state.config.task_lease;
-    let Some(task) = service::claim(&state.db, worker, now, now + chrono_duration(lease)).await?
+    let mut lease = state.config.task_lease;
+    let Some(task) =
+        service::claim_scoped(&state.db, worker, now, now + chrono_duration(lease), scope).await?
     else {
         return Ok(Outcome::Idle);
     };
@@ -120,12 +140,17 @@ pub async fn try_execute_task_at(
         return record_failure(state, &task, worker, TaskError::Permanent(error), at).await;
     };
     let timeout = state.tasks.timeout_of(&entry);
+    if let Some(own) = entry.handler.lease(&task).filter(|l| *l != lease) {
+        // The handler's own lease (e.g. one alert rule interval).
+        lease = own.max(Duration::from_secs(1));
+        let until = clock(started) + chrono_duration(lease);
+        if !service::renew(&state.db, id, worker, attempt, until).await? {
+            return Ok(Outcome::LeaseLost { id, task_type });
+        }
+    }
     tracing::debug!(task_id = %id, %task_type, attempt, "task started");
-    let ctx = TaskContext {
-        state: state.clone(),
-        task: task.clone(),
-        now,
-    };
+    let ctx = TaskContext::new(state.clone(), task.clone(), now);
+    let rearm = ctx.rearm.clone();
     let mut handle = AbortOnDrop(tokio::spawn(entry.handler.run(ctx)));
     let deadline = tokio::time::Instant::now() + timeout;
     let renew_every = (lease / 3).max(Duration::from_millis(200));
@@ -169,6 +194,21 @@ pub async fn try_execute_task_at(
     let at = clock(started);
     match result {
         Ok(value) => {
+            let requested = *rearm.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(run_after) = requested {
+                return if service::rearm(&state.db, id, worker, attempt, value, run_after, at)
+                    .await?
+                {
+                    tracing::debug!(task_id = %id, %task_type, %run_after, "task succeeded and is queued again");
+                    Ok(Outcome::Rearmed {
+                        id,
+                        task_type,
+                        run_after,
+                    })
+                } else {
+                    Ok(Outcome::LeaseLost { id, task_type })
+                };
+            }
             if service::complete(&state.db, id, worker, attempt, value, at).await? {
                 tracing::info!(task_id = %id, %task_type, attempt, elapsed_ms = started.elapsed().as_millis() as u64, "task succeeded");
                 Ok(Outcome::Succeeded { id, task_type })
@@ -270,21 +310,50 @@ fn worker_name(index: usize) -> String {
     format!("{host}-{}-w{index}-{}", std::process::id(), &uniq[..8])
 }
 
-/// Starts the configured number of workers; each stops taking tasks when
-/// the server shuts down and finishes the one it is running.
+/// Starts the configured number of general workers (every task type but
+/// alert evaluation) and, when `SIGHTLINE_ALERT_EVALUATOR` is on, one
+/// dedicated alert-evaluation worker, so rule evaluations keep their
+/// cadence however long other tasks (retention, analysis) run. Each stops
+/// taking tasks when the server shuts down and finishes the one it runs.
 pub fn spawn_workers(state: &AppState) -> Vec<JoinHandle<()>> {
-    (0..state.config.task_workers as usize)
+    let alert = super::handlers::ALERT_EVALUATION.to_owned();
+    let mut workers: Vec<JoinHandle<()>> = (0..state.config.task_workers as usize)
         .map(|i| {
             let state = state.clone();
-            tokio::spawn(async move { worker_loop(state, worker_name(i)).await })
+            let scope = ClaimScope::Except(vec![alert.clone()]);
+            tokio::spawn(async move { worker_loop(state, worker_name(i), scope).await })
         })
-        .collect()
+        .collect();
+    if state.config.alert_evaluator {
+        let state = state.clone();
+        let scope = ClaimScope::Only(vec![alert]);
+        workers.push(tokio::spawn(async move {
+            let name = format!("{}-alerts", worker_name(0));
+            worker_loop(state, name, scope).await
+        }));
+    }
+    workers
 }
 
-async fn worker_loop(state: AppState, name: String) {
+/// How long an idle worker waits before looking again: until the earliest
+/// waiting task of its scope is due, at most the poll interval.
+async fn idle_wait(state: &AppState, scope: &ClaimScope, poll: Duration) -> Duration {
+    match service::next_run_after(&state.db, scope).await {
+        Ok(Some(next)) => (next - util::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .clamp(
+                Duration::from_millis(10),
+                poll.max(Duration::from_millis(10)),
+            ),
+        _ => poll,
+    }
+}
+
+async fn worker_loop(state: AppState, name: String, scope: ClaimScope) {
     let mut shutdown = state.shutdown.clone();
     let poll = state.config.task_poll_interval;
-    tracing::debug!(worker = %name, "task worker started");
+    tracing::debug!(worker = %name, ?scope, "task worker started");
     loop {
         if *shutdown.borrow() {
             break;
@@ -293,11 +362,12 @@ async fn worker_loop(state: AppState, name: String) {
         let woken = state.tasks.woken();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        match try_execute_task(&state, &name).await {
+        match try_execute_scoped(&state, &name, util::now(), &scope).await {
             Ok(Outcome::Idle) => {
+                let wait = idle_wait(&state, &scope, poll).await;
                 tokio::select! {
                     _ = &mut woken => {}
-                    _ = tokio::time::sleep(poll) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.changed() => {}
                 }
             }

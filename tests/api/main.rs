@@ -13,5 +13,6 @@ mod playground;
 mod process;
 mod prometheus;
 mod replicas;
+mod stats;
 mod tasks;
 mod transport;

@@ -1210,3 +1210,472 @@ async fn a_long_attempt_renews_its_lease_so_nobody_else_takes_the_task() {
     assert_eq!(done.attempts, 1);
     assert_eq!(done.result, Some(json!("done")));
 }
+
+// ---------------------------------------------------------------------------
+// Alert evaluation and incident analysis as tasks.
+
+/// The live (pending, running or failed) evaluation task of a rule.
+async fn rule_task(app: &TestApp, rule_id: &str) -> Option<task::Model> {
+    task::Entity::find()
+        .filter(task::Column::DedupeKey.eq(format!("alert_rule:{rule_id}")))
+        .filter(task::Column::Status.is_in(["pending", "running", "failed"]))
+        .one(&app.state.db)
+        .await
+        .unwrap()
+}
+
+async fn rule_tasks(app: &TestApp, rule_id: &str) -> Vec<task::Model> {
+    task::Entity::find()
+        .filter(task::Column::DedupeKey.eq(format!("alert_rule:{rule_id}")))
+        .all(&app.state.db)
+        .await
+        .unwrap()
+}
+
+async fn firing(app: &TestApp) -> usize {
+    sightline::stats::service::firing_alerts(&app.state.db)
+        .await
+        .unwrap() as usize
+}
+
+#[tokio::test]
+async fn each_rule_has_one_evaluation_task_that_runs_and_rearms_on_its_interval() {
+    // No alert worker: the test drains the queue itself.
+    let app = TestApp::spawn_with(|c| c.alert_evaluator = false).await;
+    let token = app.admin_token.clone();
+    app.gql_ok(
+        Some(&token),
+        "mutation($i: SubmitMetricInput!) { submitMetric(input: $i) { value } }",
+        json!({"i": {"name": "task_temp", "metricType": "GAUGE", "value": 99.0}}),
+    )
+    .await;
+    let rule = app
+        .gql_ok(
+            Some(&token),
+            "mutation($i: CreateAlertRuleInput!) { createAlertRule(input: $i) { id } }",
+            json!({"i": {"name": "task hot", "query": "task_temp > 90", "evaluationInterval": 30}}),
+        )
+        .await["createAlertRule"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let t = rule_task(&app, &rule).await.expect("created with the rule");
+    assert_eq!(t.task_type, "monitoring_alert_evaluation");
+    assert_eq!(t.status, "pending");
+    assert_eq!(t.payload, json!({"rule_id": rule, "interval_secs": 30}));
+
+    let now = util::now();
+    let out = run_pending_tasks_at(&app.state, now).await.unwrap();
+    let [Outcome::Rearmed { id, run_after, .. }] = &out[..] else {
+        panic!("one evaluation, re-armed: {out:?}");
+    };
+    assert_eq!(*id, t.id, "the same task is re-armed");
+    let delta = (*run_after - now).num_milliseconds();
+    assert!(
+        (29_000..=31_000).contains(&delta),
+        "next slot in one interval: {delta} ms"
+    );
+    assert_eq!(
+        firing(&app).await,
+        1,
+        "for = 0 fires on the first true evaluation"
+    );
+    let after = reload(&app, t.id).await;
+    assert_eq!(after.status, "pending");
+    assert_eq!(after.attempts, 0);
+    assert!(after.lease_expires_at.is_none() && after.locked_by.is_none());
+    let result = after.result.unwrap();
+    assert_eq!(result["evaluated"], true);
+    assert_eq!(result["transitions"], 1);
+
+    // Not due again before its interval; due after it.
+    assert!(
+        run_pending_tasks_at(&app.state, now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let later = run_pending_tasks_at(&app.state, now + secs(31))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&later[..], [Outcome::Rearmed { id, .. }] if *id == t.id),
+        "{later:?}"
+    );
+    assert_eq!(
+        rule_tasks(&app, &rule).await.len(),
+        1,
+        "one row for the rule's life"
+    );
+
+    // An update moves the task to the rule's new slot (due at once) and interval.
+    app.gql_ok(
+        Some(&token),
+        "mutation($i: UpdateAlertRuleInput!) { updateAlertRule(input: $i) { id } }",
+        json!({"i": {"id": rule, "evaluationInterval": 5}}),
+    )
+    .await;
+    let moved = rule_task(&app, &rule).await.unwrap();
+    assert_eq!(moved.id, t.id);
+    assert_eq!(moved.payload["interval_secs"], 5);
+    assert!(moved.run_after <= util::now());
+
+    // Disabling cancels it, enabling brings one back, deleting cancels it.
+    let set_enabled =
+        "mutation($i: SetAlertRuleEnabledInput!) { setAlertRuleEnabled(input: $i) { id } }";
+    app.gql_ok(
+        Some(&token),
+        set_enabled,
+        json!({"i": {"id": rule, "enabled": false}}),
+    )
+    .await;
+    assert!(rule_task(&app, &rule).await.is_none());
+    assert_eq!(reload(&app, t.id).await.status, "cancelled");
+    assert_eq!(firing(&app).await, 0, "disabling resolved the alert");
+    app.gql_ok(
+        Some(&token),
+        set_enabled,
+        json!({"i": {"id": rule, "enabled": true}}),
+    )
+    .await;
+    let back = rule_task(&app, &rule).await.expect("enabled again");
+    assert_eq!(back.status, "pending");
+    app.gql_ok(
+        Some(&token),
+        "mutation($i: DeleteAlertRuleInput!) { deleteAlertRule(input: $i) { id } }",
+        json!({"i": {"id": rule}}),
+    )
+    .await;
+    assert!(rule_task(&app, &rule).await.is_none());
+    assert_eq!(reload(&app, back.id).await.status, "cancelled");
+    assert!(
+        run_pending_tasks_at(&app.state, util::now() + secs(60))
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing left to evaluate"
+    );
+}
+
+#[tokio::test]
+async fn the_scheduler_recreates_a_missing_rule_task_and_a_crashed_evaluation_is_taken_over() {
+    let app = TestApp::spawn_with(|c| c.alert_evaluator = false).await;
+    let token = app.admin_token.clone();
+    let rule = app
+        .gql_ok(
+            Some(&token),
+            "mutation($i: CreateAlertRuleInput!) { createAlertRule(input: $i) { id } }",
+            json!({"i": {"name": "quiet", "query": "nothing_here > 1", "evaluationInterval": 10}}),
+        )
+        .await["createAlertRule"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let t = rule_task(&app, &rule).await.unwrap();
+
+    // Cancelled by hand: the periodic sync puts a new one in place, once.
+    app.gql_ok(
+        Some(&token),
+        "mutation($i: CancelTaskInput!) { cancelTask(input: $i) { id } }",
+        json!({"i": {"id": t.id.to_string()}}),
+    )
+    .await;
+    assert!(rule_task(&app, &rule).await.is_none());
+    use sightline::tasks::handlers::alert_evaluation::ensure_rule_tasks;
+    assert_eq!(ensure_rule_tasks(&app.state).await.unwrap(), 1);
+    assert_eq!(
+        ensure_rule_tasks(&app.state).await.unwrap(),
+        0,
+        "never doubled"
+    );
+    let fresh = rule_task(&app, &rule).await.unwrap();
+    assert_ne!(fresh.id, t.id);
+
+    // A worker claims it and dies; after its lease (one interval) another
+    // worker takes the rule over and evaluates it.
+    let now = util::now();
+    let claimed = service::claim(&app.state.db, "crashed-alert-worker", now, now + secs(10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.id, fresh.id);
+    assert!(
+        run_pending_tasks_at(&app.state, now + secs(5))
+            .await
+            .unwrap()
+            .is_empty(),
+        "the lease still holds"
+    );
+    let out = run_pending_tasks_at(&app.state, now + secs(11))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&out[..], [Outcome::Rearmed { id, .. }] if *id == fresh.id),
+        "{out:?}"
+    );
+    let rule_row =
+        sightline::alerts::entity::rule::Entity::find_by_id(rule.parse::<Uuid>().unwrap())
+            .one(&app.state.db)
+            .await
+            .unwrap()
+            .unwrap();
+    assert!(rule_row.last_evaluated_at.is_some());
+    assert_eq!(reload(&app, fresh.id).await.status, "pending");
+}
+
+#[tokio::test]
+async fn the_alert_worker_evaluates_rules_and_general_workers_leave_them_alone() {
+    // General workers only: alert tasks wait.
+    let app = TestApp::spawn_with(|c| {
+        c.alert_evaluator = false;
+        c.task_workers = 2;
+    })
+    .await;
+    let token = app.admin_token.clone();
+    let rule = app
+        .gql_ok(
+            Some(&token),
+            "mutation($i: CreateAlertRuleInput!) { createAlertRule(input: $i) { id } }",
+            json!({"i": {"name": "left alone", "query": "x > 1", "evaluationInterval": 1}}),
+        )
+        .await["createAlertRule"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    register_test_handlers(&app);
+    let echo = enqueue(&app, "test_echo", json!({"n": 1})).await;
+    wait_until(
+        Duration::from_secs(20),
+        "a general worker runs the echo task",
+        || async {
+            let t = reload(&app, echo.id).await;
+            if t.status == "succeeded" {
+                Ok(())
+            } else {
+                Err(t.status)
+            }
+        },
+    )
+    .await;
+    let t = rule_task(&app, &rule).await.unwrap();
+    assert_eq!(t.attempts, 0);
+    assert!(
+        t.result.is_none(),
+        "SIGHTLINE_ALERT_EVALUATOR=false: not evaluated here"
+    );
+
+    // The alert worker (on by default) evaluates it.
+    let db = app.stop().await;
+    let app = TestApp::spawn_on(db, |_| {}).await;
+    wait_until(
+        Duration::from_secs(20),
+        "the alert worker evaluates the rule",
+        || async {
+            let t = rule_task(&app, &rule).await.unwrap();
+            match t.result {
+                Some(r) if r["evaluated"] == true => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn creating_an_incident_queues_its_analysis_in_the_same_transaction() {
+    let app = TestApp::spawn().await;
+    let moderator = app.login_as("MODERATOR").await;
+    let id = app
+        .gql_ok(
+            Some(&moderator),
+            "mutation($i: CreateIncidentInput!) { createIncident(input: $i) { id } }",
+            json!({"i": {"title": "checkout down", "sources": ["checkout"]}}),
+        )
+        .await["createIncident"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let queued = task::Entity::find()
+        .filter(task::Column::TaskType.eq("monitoring_incident_analysis"))
+        .all(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].payload, json!({"incident_id": id}));
+    assert_eq!(queued[0].status, "pending");
+
+    let out = run_pending_tasks(&app.state).await.unwrap();
+    assert!(matches!(&out[..], [Outcome::Succeeded { .. }]), "{out:?}");
+    let done = reload(&app, queued[0].id).await;
+    assert_eq!(done.result.as_ref().unwrap()["incident_id"], json!(id));
+    let stored =
+        sightline::incidents::entity::analysis::Entity::find_by_id(id.parse::<Uuid>().unwrap())
+            .one(&app.state.db)
+            .await
+            .unwrap();
+    assert!(stored.is_some(), "the analysis is stored");
+
+    // A bad payload by hand is refused; a good one is accepted.
+    let bad = app
+        .gql(
+            Some(&moderator),
+            ENQUEUE,
+            json!({"i": {"taskType": "monitoring_incident_analysis", "payload": {"incident_id": "nope"}}}),
+        )
+        .await;
+    assert_eq!(error_code(&bad), "BAD_USER_INPUT");
+    let by_hand = app
+        .gql_ok(
+            Some(&moderator),
+            "mutation($i: EnqueueTaskInput!) { enqueueTask(input: $i) { id createdBy { id username } } }",
+            json!({"i": {"taskType": "monitoring_incident_analysis", "payload": {"incident_id": id}}}),
+        )
+        .await;
+    assert!(
+        by_hand["enqueueTask"]["createdBy"]["username"].is_string(),
+        "{by_hand}"
+    );
+}
+
+/// A server process on `url` that only evaluates alert rules.
+fn alert_replica(url: &str) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .env("DATABASE_URL", url)
+        .env("SIGHTLINE_ADDR", "127.0.0.1:0")
+        .env("SIGHTLINE_ADMIN_PASSWORD", "replica-admin-password")
+        .env("SIGHTLINE_TASK_WORKERS", "0")
+        .env("SIGHTLINE_SCHEDULER", "false")
+        .env("SIGHTLINE_ALERT_EVALUATOR", "true")
+        .env("SIGHTLINE_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start a replica")
+}
+
+struct Replica(std::process::Child);
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn two_replicas_evaluate_each_rule_once_and_take_over_a_crashed_workers_rule() {
+    if !crate::common::backend_is_postgres() {
+        // SKIP LOCKED across processes: PostgreSQL only (SQLite serves one process).
+        return;
+    }
+    use sightline::alerts::entity::{instance, rule as alert_rule, transition};
+    let db = crate::common::TestDb::create().await;
+    let url = db.url.clone();
+    let app = TestApp::spawn_on(db, |c| c.alert_evaluator = false).await;
+    let token = app.admin_token.clone();
+    app.gql_ok(
+        Some(&token),
+        "mutation($i: SubmitMetricInput!) { submitMetric(input: $i) { value } }",
+        json!({"i": {"name": "replica_temp", "metricType": "GAUGE", "value": 50.0}}),
+    )
+    .await;
+    const RULES: usize = 12;
+    for i in 0..RULES {
+        app.gql_ok(
+            Some(&token),
+            "mutation($i: CreateAlertRuleInput!) { createAlertRule(input: $i) { id } }",
+            json!({"i": {"name": format!("replica {i}"), "query": "replica_temp > 10", "evaluationInterval": 2}}),
+        )
+        .await;
+    }
+    // A worker takes one rule's task and dies holding it (lease: one interval).
+    let now = util::now();
+    let crashed = service::claim_scoped(
+        &app.state.db,
+        "crashed-replica-worker",
+        now,
+        now + secs(2),
+        &service::ClaimScope::Only(vec!["monitoring_alert_evaluation".to_owned()]),
+    )
+    .await
+    .unwrap()
+    .expect("a rule task to claim");
+    let crashed_rule: Uuid = crashed.payload["rule_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let _a = Replica(alert_replica(&url));
+    let _b = Replica(alert_replica(&url));
+    wait_until(
+        Duration::from_secs(60),
+        "every rule fires, the crashed one included",
+        || async {
+            let n = instance::Entity::find()
+                .filter(instance::Column::State.eq("firing"))
+                .all(&app.state.db)
+                .await
+                .unwrap()
+                .len();
+            if n == RULES {
+                Ok(())
+            } else {
+                Err(format!("{n} firing"))
+            }
+        },
+    )
+    .await;
+    // The evaluation commits before the worker re-arms the task: wait for both.
+    wait_until(
+        Duration::from_secs(30),
+        "another worker re-arms the crashed task",
+        || async {
+            let t = reload(&app, crashed.id).await;
+            match (&t.result, t.locked_by.as_deref()) {
+                (Some(_), by) if by != Some("crashed-replica-worker") => Ok(()),
+                _ => Err(format!("{} {:?} {:?}", t.status, t.locked_by, t.result)),
+            }
+        },
+    )
+    .await;
+    // Let both replicas evaluate several more rounds, then check that no
+    // rule was ever evaluated twice for a slot: one firing transition each,
+    // and every rule's slot moved on.
+    let before: Vec<_> = alert_rule::Entity::find().all(&app.state.db).await.unwrap();
+    wait_until(
+        Duration::from_secs(60),
+        "every rule is evaluated again",
+        || async {
+            let rules = alert_rule::Entity::find().all(&app.state.db).await.unwrap();
+            let behind = rules
+                .iter()
+                .filter(|r| {
+                    let old = before.iter().find(|b| b.id == r.id).unwrap();
+                    r.last_evaluated_at <= old.last_evaluated_at
+                })
+                .count();
+            if behind == 0 {
+                Ok(())
+            } else {
+                Err(format!("{behind} rules not re-evaluated"))
+            }
+        },
+    )
+    .await;
+    let transitions = transition::Entity::find().all(&app.state.db).await.unwrap();
+    assert_eq!(
+        transitions.len(),
+        RULES,
+        "one transition per rule: {transitions:?}"
+    );
+    assert!(transitions.iter().any(|t| t.rule_id == crashed_rule));
+    for r in alert_rule::Entity::find().all(&app.state.db).await.unwrap() {
+        let live = rule_tasks(&app, &r.id.to_string())
+            .await
+            .into_iter()
+            .filter(|t| ["pending", "running", "failed"].contains(&t.status.as_str()))
+            .count();
+        assert_eq!(live, 1, "one live task for rule {}", r.id);
+    }
+}

@@ -2,7 +2,9 @@
 //! [`register_monitoring_handlers`]. Each does its work through the same
 //! services the API uses.
 
+pub mod alert_evaluation;
 pub mod event_processing;
+pub mod incident_analysis;
 pub mod retention;
 
 use std::time::Duration;
@@ -16,6 +18,10 @@ use crate::error::FieldError;
 pub const EVENT_PROCESSING: &str = "monitoring_event_processing";
 /// Deletes events and metric samples past their retention.
 pub const DATA_RETENTION: &str = "monitoring_data_retention";
+/// Evaluates one alert rule on its interval (one live task per rule).
+pub const ALERT_EVALUATION: &str = "monitoring_alert_evaluation";
+/// Ranks the likely causes of a new incident.
+pub const INCIDENT_ANALYSIS: &str = "monitoring_incident_analysis";
 
 /// Registers the monitoring handlers.
 pub fn register_monitoring_handlers(registry: &TaskRegistry) {
@@ -36,6 +42,24 @@ pub fn register_monitoring_handlers(registry: &TaskRegistry) {
             max_attempts: None,
         },
         handler_with_validation(retention::run, retention::validate),
+    );
+    registry.register(
+        ALERT_EVALUATION,
+        "Evaluates one alert rule (payload rule_id) and re-arms itself for the rule's next slot; one live task per enabled rule, kept in step with the rule.",
+        Options {
+            timeout: Some(Duration::from_secs(300)),
+            max_attempts: Some(alert_evaluation::MAX_ATTEMPTS as u32),
+        },
+        alert_evaluation::AlertEvaluation,
+    );
+    registry.register(
+        INCIDENT_ANALYSIS,
+        "Ranks the likely causes of an incident (payload incident_id) and stores the analysis; enqueued when an incident is created.",
+        Options {
+            timeout: Some(Duration::from_secs(300)),
+            max_attempts: Some(incident_analysis::MAX_ATTEMPTS as u32),
+        },
+        handler_with_validation(incident_analysis::run, incident_analysis::validate),
     );
 }
 

@@ -9,7 +9,9 @@
 //!   `SIGHTLINE_TASK_RETENTION_DAYS`.
 //!
 //! Each batch is `DELETE ... WHERE id IN (SELECT id ... ORDER BY time LIMIT n)`
-//! through the time index, in a transaction of its own. Incidents and their
+//! through the time index, in a transaction of its own that also subtracts
+//! the deleted rows from the maintained `ingest_counters` total (what
+//! `monitoringStats` reports). Incidents and their
 //! notes are never touched. Scheduled hourly by default
 //! (`SIGHTLINE_RETENTION_INTERVAL`); the result reports what was deleted.
 
@@ -18,6 +20,7 @@ use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
 use serde_json::{Value, json};
 
 use crate::error::FieldError;
+use crate::ingest::counters::{self, Counter};
 use crate::state::AppState;
 use crate::tasks::registry::{TaskContext, TaskError};
 
@@ -50,11 +53,14 @@ async fn delete_batch(
     Ok(db.execute_raw(stmt).await?.rows_affected())
 }
 
-/// Deletes old rows of one table batch by batch; returns the total.
+/// Deletes old rows of one table batch by batch; returns the total. Each
+/// batch subtracts what it deleted from the table's maintained counter in
+/// the deleting transaction, so the statistics stay exact.
 async fn purge(
     state: &AppState,
     table: &'static str,
     column: &'static str,
+    counter: Counter,
     cutoff: DateTime<Utc>,
 ) -> Result<u64, TaskError> {
     let batch = state.config.retention_batch;
@@ -65,6 +71,7 @@ async fn purge(
         }
         let txn = state.db.begin().await?;
         let n = delete_batch(&txn, table, column, cutoff, batch).await?;
+        counters::record_deleted(&txn, counter, n).await?;
         txn.commit().await?;
         total += n;
         if n < batch {
@@ -87,12 +94,19 @@ pub async fn run(ctx: TaskContext) -> Result<Value, TaskError> {
     let metric_cutoff = days_before(ctx.now, config.metric_retention_days);
     let task_cutoff = days_before(ctx.now, config.task_retention_days);
 
-    let events_deleted = purge(state, "events", "timestamp", event_cutoff).await?;
+    let events_deleted = purge(state, "events", "timestamp", Counter::Events, event_cutoff).await?;
 
     // Histogram samples must be counted into their buckets before they go.
     let folded =
         crate::stats::rollup::fold_all(&state.db, &config.histogram_buckets, 10_000).await?;
-    let metric_samples_deleted = purge(state, "metric_samples", "timestamp", metric_cutoff).await?;
+    let metric_samples_deleted = purge(
+        state,
+        "metric_samples",
+        "timestamp",
+        Counter::MetricSamples,
+        metric_cutoff,
+    )
+    .await?;
 
     let mut tasks_deleted = 0;
     loop {
