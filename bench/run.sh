@@ -8,9 +8,14 @@
 #   BENCH_BACKENDS=sqlite bench/run.sh --only batch,single --levels 16
 #   BENCH_PG_URL=postgres://user@host/postgres bench/run.sh
 #
+# Subscriber fan-out (issue 7), three replicas on PostgreSQL:
+#   BENCH_BACKENDS=postgresql bench/run.sh --only fanout --replicas 3 --subscribers 1000,10000
+#
 # Extra arguments go to every `sightline-bench` run (see --help). Results are
 # printed and written as JSON to $BENCH_OUT (default target/bench).
 set -euo pipefail
+# Fan-out holds one socket per subscriber on each side.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cd "$(dirname "$0")/.."
 
 PG_BASE=${BENCH_PG_URL:-postgres://postgres@127.0.0.1/postgres}

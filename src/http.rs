@@ -194,14 +194,27 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn readyz(State(server): State<Server>) -> Response {
-    if crate::db::ping(&server.state.db).await {
-        Json(json!({ "status": "ready", "database": "ok" })).into_response()
+    let database = crate::db::ping(&server.state.db).await;
+    let listener = server.state.hub.listener_status();
+    let listening = listener
+        .as_ref()
+        .is_none_or(|l| !l.down_longer_than(crate::pubsub::notify::READY_DOWN_LIMIT));
+    let mut body = json!({
+        "status": if database && listening { "ready" } else { "unavailable" },
+        "database": if database { "ok" } else { "unreachable" },
+    });
+    if let Some(l) = listener {
+        body["listener"] = json!({
+            "state": if l.up { "up" } else { "down" },
+            "downForMs": l.down_for.map(|d| d.as_millis() as u64),
+            "reconnects": l.reconnects,
+            "backendPid": l.backend_pid,
+        });
+    }
+    if database && listening {
+        Json(body).into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable", "database": "unreachable" })),
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
 }
 

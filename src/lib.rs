@@ -74,6 +74,7 @@ pub struct Application {
     state: AppState,
     shutdown_tx: watch::Sender<bool>,
     initial_admin_password: Option<String>,
+    live_listener: Option<pubsub::notify::Listener>,
 }
 
 /// Triggers a graceful shutdown from outside the server (tests, embedders).
@@ -116,7 +117,15 @@ impl Application {
             config.task_max_attempts,
         ));
         tasks::handlers::register_monitoring_handlers(&task_registry);
-        let hub = Hub::new();
+        let hub = match Backend::of(&db) {
+            Backend::Postgres => Hub::postgres(db.get_postgres_connection_pool().clone()),
+            Backend::Sqlite => Hub::new(),
+        };
+        let live_listener = pubsub::notify::Listener::connect(&hub).await.map_err(|e| {
+            StartupError::Database(DbErr::Custom(format!(
+                "cannot listen for live updates: {e}"
+            )))
+        })?;
         let ingest_db = db::connect_ingest(&config)
             .await?
             .unwrap_or_else(|| db.clone());
@@ -143,6 +152,7 @@ impl Application {
             state,
             shutdown_tx,
             initial_admin_password,
+            live_listener,
         })
     }
 
@@ -184,6 +194,7 @@ impl Application {
             state,
             shutdown_tx,
             initial_admin_password,
+            live_listener,
         } = self;
         let url = {
             let host = if addr.ip().is_unspecified() {
@@ -228,6 +239,9 @@ impl Application {
         // `SIGHTLINE_ALERT_EVALUATOR`) and the scheduler stop taking new
         // work at shutdown and finish what they run within the grace period.
         let mut background = tasks::worker::spawn_workers(&state);
+        if let Some(l) = live_listener {
+            background.push(l.start(state.shutdown.clone()));
+        }
         if state.config.scheduler {
             background.push(tasks::scheduler::spawn(&state));
         }

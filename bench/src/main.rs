@@ -9,14 +9,19 @@
 //!   the same kind into the same table, the ceiling batch ingest is held to;
 //! - `single`: single `createEvent` requests at each `--levels` concurrency;
 //! - `fill`: tops the table up to `--stored` events back-dated over 24 hours;
-//! - `query`: `events(filter: {sources: [s], from: now-1h}, first: 100)`.
+//! - `query`: `events(filter: {sources: [s], from: now-1h}, first: 100)`;
+//! - `fanout` (not in the default list): `--subscribers` WebSocket
+//!   subscribers of `eventCreated` spread over `--replicas` servers (more
+//!   than one needs PostgreSQL), events written at `--fanout-rate` per second
+//!   through all of them; delivery latency, missed count and RSS per server.
 //!
-//! New scenarios (e.g. subscriber fan-out latency) go in `scenarios.rs` and
-//! get a name here; they receive the running [`server::Server`].
+//! New scenarios go in `scenarios.rs` (or a module of their own) and get a
+//! name here; they receive the running [`server::Server`].
 
 #![allow(clippy::print_stdout)]
 
 mod data;
+mod fanout;
 mod http;
 mod scenarios;
 mod server;
@@ -72,6 +77,19 @@ struct Args {
     /// admin password.
     #[arg(long)]
     attach: Option<std::net::SocketAddr>,
+    /// Servers the fan-out scenario runs on (several replicas of one
+    /// PostgreSQL database; 1 on SQLite).
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
+    /// Subscriber counts of the fan-out scenario (one run each).
+    #[arg(long, default_value = "1000", value_delimiter = ',')]
+    subscribers: Vec<usize>,
+    /// Events per second written during a fan-out run.
+    #[arg(long, default_value_t = 20)]
+    fanout_rate: u32,
+    /// Seconds of writing per fan-out run.
+    #[arg(long, default_value_t = 10)]
+    fanout_secs: u64,
     /// A label for this run (default: the database kind).
     #[arg(long)]
     label: Option<String>,
@@ -115,6 +133,7 @@ async fn run(args: Args) -> Result<(), String> {
     results.insert("cores".into(), json!(cores));
     results.insert("started_at".into(), json!(chrono::Utc::now().to_rfc3339()));
     let mut stored: u64 = 0;
+    let mut replicas: Vec<server::Server> = Vec::new();
     let outcome: Result<(), String> = async {
         if only.contains(&"auth") {
             results.insert("auth".into(), scenarios::auth_cost(&server, 3000).await);
@@ -162,9 +181,28 @@ async fn run(args: Args) -> Result<(), String> {
                 scenarios::query(&server, args.queries).await,
             );
         }
+        if only.contains(&"fanout") {
+            if args.replicas > 1 && kind != "postgresql" {
+                return Err("--replicas above 1 needs a PostgreSQL database".to_owned());
+            }
+            for i in 1..args.replicas {
+                let log = args.work_dir.join(format!("server-{label}-r{i}.log"));
+                replicas
+                    .push(server::Server::start(&args.server_bin, &args.database_url, &log).await?);
+            }
+            let all: Vec<&server::Server> = std::iter::once(&server).chain(&replicas).collect();
+            let mut runs = Vec::new();
+            for &n in &args.subscribers {
+                runs.push(fanout::run(&all, n, args.fanout_rate, args.fanout_secs).await);
+            }
+            results.insert("fanout".into(), json!(runs));
+        }
         Ok(())
     }
     .await;
+    for r in replicas.drain(..) {
+        r.stop().await;
+    }
     server.stop().await;
     outcome?;
     let results = Value::Object(results);

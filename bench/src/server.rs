@@ -76,6 +76,11 @@ impl Server {
         Ok(server)
     }
 
+    /// The process id of a server started here.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|c| c.id())
+    }
+
     /// A server started elsewhere (not stopped by [`Server::stop`]).
     pub async fn attach(addr: SocketAddr) -> Result<Server, String> {
         let mut conn = Conn::new(addr);

@@ -13,6 +13,7 @@ mod m20261128_000020_alerts;
 mod m20261128_000030_incidents;
 mod m20261128_000040_tasks;
 mod m20261128_000041_metric_rollups;
+mod m20261205_000070_pubsub_payloads;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000041_metric_rollups::Migration),
             Box::new(m20261128_000010_ingest_counters::Migration),
             Box::new(m20261128_000020_alerts::Migration),
+            Box::new(m20261205_000070_pubsub_payloads::Migration),
         ]
     }
 }

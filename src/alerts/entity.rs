@@ -144,7 +144,7 @@ pub mod transition {
     use sea_orm::entity::prelude::*;
 
     /// A row of `alert_transitions` (kept after its rule is deleted).
-    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
     #[sea_orm(table_name = "alert_transitions")]
     pub struct Model {
         /// UUIDv7.

@@ -43,6 +43,7 @@ use crate::incidents::{
     self,
     service::{AlertStateChange, FiringAlert, IncidentEvent},
 };
+use crate::pubsub::Published;
 use crate::state::AppState;
 use crate::util;
 
@@ -459,17 +460,27 @@ impl Changes {
     }
 }
 
-/// Sends committed transitions, alert events and incident changes to live
-/// subscribers.
-pub fn publish(state: &AppState, written: Written) {
-    let topic = &state.hub.topics().alerts;
-    for t in written.transitions {
-        topic.publish(Arc::new(t));
+/// Announces the transitions, alert events and incident changes written in
+/// `txn` to live subscribers (on every replica); call `committed()` on the
+/// result after the commit.
+pub async fn publish(
+    state: &AppState,
+    txn: &DatabaseTransaction,
+    written: Written,
+) -> AppResult<crate::pubsub::Announcement> {
+    for event in &written.incidents {
+        if let IncidentEvent::Created(m) = event {
+            tracing::info!(incident_id = %m.id, "incident opened for a firing alert");
+        }
     }
-    for e in written.events {
-        events::publish_created(&state.hub, e);
-    }
-    incidents::service::publish_all(state, written.incidents);
+    let items = written
+        .transitions
+        .into_iter()
+        .map(Published::Alert)
+        .chain(written.events.into_iter().map(Published::Event))
+        .chain(written.incidents.into_iter().map(Published::Incident))
+        .collect();
+    state.hub.announce(txn, items).await
 }
 
 /// The groups whose condition holds at `now`, with their values.
@@ -612,10 +623,12 @@ async fn evaluate(
         .filter(rule::Column::Id.eq(rule_id))
         .exec(&txn)
         .await?;
+    let transitions = written.transitions.clone();
+    let announced = publish(state, &txn, written).await?;
     txn.commit().await?;
     tracing::debug!(
         matching = matching.len(),
-        transitions = written.transitions.len(),
+        transitions = transitions.len(),
         elapsed_ms,
         "alert rule evaluated"
     );
@@ -624,11 +637,11 @@ async fn evaluate(
         at: now,
         evaluated: true,
         matching: matching.len(),
-        transitions: written.transitions.clone(),
+        transitions,
         error: None,
         duration: started.elapsed(),
     };
-    publish(state, written);
+    announced.committed();
     Ok(outcome)
 }
 

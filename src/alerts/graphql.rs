@@ -1185,6 +1185,12 @@ impl AlertSubscription {
                     ),
                 )
                 .into())),
+                Delivery::Gap(phase) => Some(Err(phase
+                    .error(
+                        "alert transitions",
+                        "fetch them with alertHistory(filter: {from: ...})",
+                    )
+                    .into())),
             };
             async move { item }
         }))

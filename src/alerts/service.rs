@@ -221,9 +221,10 @@ pub async fn update_rule(state: &AppState, id: Uuid, patch: RulePatch) -> AppRes
     active.next_evaluation_at = Set(now);
     let updated = active.update(&txn).await?;
     sync_rule_task(&txn, id, Some(&updated)).await?; // tasks: its evaluation task follows
+    let announced = evaluator::publish(state, &txn, written).await?;
     txn.commit().await?;
     state.tasks.wake(); // tasks
-    evaluator::publish(state, written);
+    announced.committed();
     Ok(updated)
 }
 
@@ -249,9 +250,10 @@ pub async fn set_rule_enabled(state: &AppState, id: Uuid, enabled: bool) -> AppR
     active.next_evaluation_at = Set(now);
     let updated = active.update(&txn).await?;
     sync_rule_task(&txn, id, Some(&updated)).await?; // tasks: its evaluation task follows
+    let announced = evaluator::publish(state, &txn, written).await?;
     txn.commit().await?;
     state.tasks.wake(); // tasks
-    evaluator::publish(state, written);
+    announced.committed();
     Ok(updated)
 }
 
@@ -264,8 +266,9 @@ pub async fn delete_rule(state: &AppState, id: Uuid) -> AppResult<rule::Model> {
     let written = evaluator::deactivate_rule_alerts(&txn, &current, util::now()).await?;
     rule::Entity::delete_by_id(id).exec(&txn).await?;
     sync_rule_task(&txn, id, None).await?; // tasks: its evaluation task is cancelled
+    let announced = evaluator::publish(state, &txn, written).await?;
     txn.commit().await?;
-    evaluator::publish(state, written);
+    announced.committed();
     tracing::info!("alert rule deleted");
     Ok(current)
 }

@@ -416,7 +416,7 @@ fn require_session(identity: &Identity) -> AppResult<Uuid> {
 pub async fn logout(state: &AppState, identity: &Identity) -> AppResult<()> {
     let id = require_session(identity)?;
     session::Entity::delete_by_id(id).exec(&state.db).await?;
-    state.hub.auth_changed();
+    state.hub.auth_changed().await;
     Ok(())
 }
 
@@ -428,7 +428,7 @@ pub async fn logout_all(state: &AppState, identity: &Identity) -> AppResult<u64>
         .exec(&state.db)
         .await?
         .rows_affected;
-    state.hub.auth_changed();
+    state.hub.auth_changed().await;
     Ok(n)
 }
 
@@ -467,7 +467,7 @@ pub async fn change_password(
         .exec(&txn)
         .await?;
     txn.commit().await?;
-    state.hub.auth_changed();
+    state.hub.auth_changed().await;
     Ok(updated)
 }
 
@@ -537,7 +537,7 @@ pub async fn set_user_role(state: &AppState, user_id: Uuid, role: Role) -> AppRe
     active.updated_at = Set(now());
     let updated = active.update(&txn).await?;
     txn.commit().await?;
-    state.hub.auth_changed();
+    state.hub.auth_changed().await;
     Ok(updated)
 }
 
@@ -569,7 +569,7 @@ pub async fn set_user_active(
             .await?;
     }
     txn.commit().await?;
-    state.hub.auth_changed();
+    state.hub.auth_changed().await;
     Ok(updated)
 }
 
@@ -596,7 +596,7 @@ pub async fn force_password_reset(
         .exec(&txn)
         .await?;
     txn.commit().await?;
-    state.hub.auth_changed();
+    state.hub.auth_changed().await;
     tracing::info!(user_id = %user_id, actor = %actor.user_id, "forced password reset");
     Ok(updated)
 }
@@ -698,7 +698,7 @@ pub async fn revoke_api_key(
     let mut active: api_key::ActiveModel = key.into();
     active.revoked_at = Set(Some(now()));
     let updated = active.update(&state.db).await?;
-    state.hub.auth_changed();
+    state.hub.auth_changed().await;
     Ok(updated)
 }
 

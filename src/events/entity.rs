@@ -3,7 +3,7 @@
 use sea_orm::entity::prelude::*;
 
 /// A stored event.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[sea_orm(table_name = "events")]
 pub struct Model {
     /// UUIDv7, assigned at ingest (monotonic per server).

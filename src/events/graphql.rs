@@ -518,6 +518,12 @@ impl EventSubscription {
             let item = match delivery {
                 Delivery::Item(event) => filter.matches(&event).then(|| Ok(Event(event))),
                 Delivery::Lagged(n) => Some(Err(lagged(n).into())),
+                Delivery::Gap(phase) => Some(Err(phase
+                    .error(
+                        "events",
+                        "query `events(filter: …, after: <last cursor received>)` to fetch them",
+                    )
+                    .into())),
             };
             async move { item }
         }))

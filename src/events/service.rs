@@ -5,7 +5,7 @@
 //!   publishes in commit order.
 //! - From other Rust code inside its own transaction: [`create_event`] and
 //!   [`create_events`] store (keeping counters and the commit clock right)
-//!   but do not publish; call [`publish_created`] after committing.
+//!   but do not publish; call [`publish_created`] in the same transaction.
 //! - Reading: [`find_event`], [`list_events`], [`count_events`].
 //! - Statistics: [`totals`] (two indexed reads, no table scan) and
 //!   [`record_deleted`] for retention.
@@ -28,7 +28,7 @@ use crate::error::{AppError, AppResult};
 use crate::ingest::counters::{self, Counter};
 use crate::ingest::{BatchOutcome, Decoded, MAX_BATCH, Rejected, Totals};
 use crate::pagination::{COMMIT_TAG, Cursor, DEFAULT_TAG, Page, PageArgs, Rows};
-use crate::pubsub::Hub;
+use crate::pubsub::{Announcement, Hub, Published};
 use crate::state::AppState;
 use crate::util;
 
@@ -42,7 +42,7 @@ pub const MAX_OFFSET: u64 = 100_000;
 /// Validates and stores one event through `db` (a connection or an open
 /// transaction, where it runs in a savepoint). It gets the next commit-clock
 /// `received_at` and counts in the statistics, but is not published: call
-/// [`publish_created`] after the transaction commits. Use [`ingest`] when
+/// [`publish_created`] in the same transaction. Use [`ingest`] when
 /// you have the app state and want it published for you.
 ///
 /// ```no_run
@@ -110,9 +110,15 @@ fn check_batch_size(n: usize) -> AppResult<()> {
     Ok(())
 }
 
-/// Sends a committed event to live subscribers.
-pub fn publish_created(hub: &Hub, event: entity::Model) {
-    hub.topics().events.publish(Arc::new(event));
+/// Publishes stored events as part of `txn` (see [`Hub::announce`]); call
+/// `committed()` on the result once it has committed.
+pub async fn publish_created(
+    hub: &Hub,
+    txn: &sea_orm::DatabaseTransaction,
+    events: Vec<entity::Model>,
+) -> AppResult<Announcement> {
+    let items = events.into_iter().map(Published::Event).collect();
+    hub.announce(txn, items).await
 }
 
 /// Validates one event and stores it through the group-commit writer;

@@ -23,7 +23,7 @@ use crate::auth::{Credential, Identity};
 use crate::error::AppResult;
 use crate::ingest::counters;
 use crate::ingest::writer::Store;
-use crate::pubsub::Hub;
+use crate::pubsub::{Hub, Published};
 use crate::util;
 
 /// Who sent a submission.
@@ -370,7 +370,7 @@ impl Store for EventStore {
         let batches: Vec<&EventBatch> = inputs.iter().map(|b| b.as_ref()).collect();
         let stored = store_batches(txn, &batches).await?;
         let received_at = stored.received_at;
-        Ok(inputs
+        let outputs: Vec<StoredBatch> = inputs
             .iter()
             .zip(stored.ids)
             .map(|(batch, ids)| StoredBatch {
@@ -378,10 +378,25 @@ impl Store for EventStore {
                 ids,
                 received_at,
             })
-            .collect())
+            .collect();
+        if self.hub.is_distributed() {
+            // Other replicas' subscribers count too: always notify, inside
+            // the transaction (see `pubsub`).
+            let items = outputs
+                .iter()
+                .flat_map(StoredBatch::models)
+                .map(Published::Event)
+                .collect();
+            self.hub.announce(txn, items).await?.committed();
+        }
+        Ok(outputs)
     }
 
     fn committed(&self, outputs: &[StoredBatch]) {
+        if self.hub.is_distributed() {
+            // Delivered by the listener once PostgreSQL hands it the commit.
+            return;
+        }
         let topic = &self.hub.topics().events;
         // Whoever subscribed before this commit is counted here.
         if topic.subscriber_count() == 0 {

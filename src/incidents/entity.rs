@@ -6,7 +6,7 @@ pub mod incident {
     use sea_orm::entity::prelude::*;
 
     /// A row of `incidents`.
-    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
     #[sea_orm(table_name = "incidents")]
     pub struct Model {
         /// Primary key (UUIDv7).

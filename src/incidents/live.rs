@@ -36,6 +36,7 @@ pub fn created_for(
             n,
             "list `incidents` to catch up, then keep reading this stream",
         ))),
+        Delivery::Gap(phase) => Some(Err(phase.error("incidents", "list `incidents` to catch up"))),
     }
 }
 
@@ -55,6 +56,10 @@ pub fn updated_for(
         Delivery::Lagged(n) => Some(Err(lagged(
             n,
             "re-read `incident(id)` (its `changes` hold every change) and keep reading this stream",
+        ))),
+        Delivery::Gap(phase) => Some(Err(phase.error(
+            "incident changes",
+            "re-read `incident(id)` (its `changes` hold every change)",
         ))),
     }
 }

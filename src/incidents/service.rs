@@ -10,7 +10,6 @@
 //! them, so its existence is not revealed.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
@@ -30,6 +29,7 @@ use crate::auth::{Identity, Role};
 use crate::db::Backend;
 use crate::error::{AppError, AppResult};
 use crate::pagination::{Cursor, Page, Rows, after_condition};
+use crate::pubsub::{Announcement, Published};
 use crate::state::AppState;
 use crate::util;
 
@@ -110,7 +110,7 @@ pub struct IncidentPatch {
 }
 
 /// One field's change, as audited and published.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FieldChange {
     /// The field, in the API's camelCase (`status`, `assignedTo`, `note`, ...).
     pub field: String,
@@ -121,7 +121,7 @@ pub struct FieldChange {
 }
 
 /// A committed change of one incident, as published to live subscribers.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct IncidentUpdate {
     /// The incident after the change.
     pub incident: incident::Model,
@@ -134,7 +134,7 @@ pub struct IncidentUpdate {
 }
 
 /// What the `incidents` topic carries.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum IncidentEvent {
     /// A new incident.
     Created(incident::Model),
@@ -388,8 +388,17 @@ async fn ensure_assignable(db: &impl ConnectionTrait, user_id: Uuid) -> AppResul
     }
 }
 
-fn publish(state: &AppState, event: IncidentEvent) {
-    state.hub.topics().incidents.publish(Arc::new(event));
+/// Publishes `event` as part of `txn`; call `committed()` on the result
+/// after the commit.
+async fn publish(
+    state: &AppState,
+    txn: &DatabaseTransaction,
+    event: IncidentEvent,
+) -> AppResult<Announcement> {
+    state
+        .hub
+        .announce(txn, vec![Published::Incident(event)])
+        .await
 }
 
 /// Creates an incident on behalf of `actor`.
@@ -451,9 +460,10 @@ pub async fn create(
     )
     .await?;
     crate::tasks::enqueue_incident_analysis(&txn, created.id).await?; // tasks: analysis queued with the incident
+    let announced = publish(state, &txn, IncidentEvent::Created(created.clone())).await?;
     txn.commit().await?;
     tracing::info!(incident_id = %created.id, "incident created");
-    publish(state, IncidentEvent::Created(created.clone()));
+    announced.committed();
     Ok(created)
 }
 
@@ -491,8 +501,10 @@ pub async fn open_for_alert(
         txn.rollback().await?;
         return Ok(None);
     };
+    let announced = publish(state, &txn, IncidentEvent::Created(created.clone())).await?;
     txn.commit().await?;
-    publish_all(state, vec![IncidentEvent::Created(created.clone())]);
+    tracing::info!(incident_id = %created.id, "incident opened for a firing alert");
+    announced.committed();
     Ok(Some(created))
 }
 
@@ -500,7 +512,7 @@ pub async fn open_for_alert(
 /// evaluator's, so the incident commits with the transition that opened
 /// it): returns the new incident, or `None` when an open or investigating
 /// incident is already linked to the instance. The caller commits, then
-/// publishes `IncidentEvent::Created` (see [`publish_all`]).
+/// announces `IncidentEvent::Created` (see [`crate::alerts::evaluator::publish`]).
 pub async fn open_for_alert_in(
     txn: &DatabaseTransaction,
     backend: Backend,
@@ -661,7 +673,7 @@ impl AlertStateChange {
 
 /// What alert transitions did to incidents, inside the evaluator's
 /// transaction: the incidents it opened and the changes it recorded, to be
-/// published with [`publish_all`] once that transaction has committed.
+/// announced with the transaction ([`crate::alerts::evaluator::publish`]).
 ///
 /// For each alert in `opening` (firing, unsilenced, of a rule with
 /// `createIncident`), an incident is opened unless one is already open for
@@ -746,16 +758,6 @@ pub async fn apply_alert_changes_in(
         }));
     }
     Ok(out)
-}
-
-/// Publishes what [`apply_alert_changes_in`] did, once it has committed.
-pub fn publish_all(state: &AppState, events: Vec<IncidentEvent>) {
-    for event in events {
-        if let IncidentEvent::Created(m) = &event {
-            tracing::info!(incident_id = %m.id, "incident opened for a firing alert");
-        }
-        publish(state, event);
-    }
 }
 
 /// What a change operation does to the locked incident.
@@ -934,17 +936,21 @@ async fn change_incident(
     next.updated_at = now;
     let updated = next.into_active_model().reset_all().update(&txn).await?;
     record_changes(&txn, id, Some(actor.user_id), now, &changes).await?;
-    txn.commit().await?;
-    tracing::info!(incident_id = %id, fields = changes.len(), "incident changed");
-    publish(
+    let fields = changes.len();
+    let announced = publish(
         state,
+        &txn,
         IncidentEvent::Updated(IncidentUpdate {
             incident: updated.clone(),
             changes,
             actor: Some(actor.user_id),
             at: now,
         }),
-    );
+    )
+    .await?;
+    txn.commit().await?;
+    tracing::info!(incident_id = %id, fields, "incident changed");
+    announced.committed();
     Ok(updated)
 }
 
@@ -1060,27 +1066,31 @@ pub async fn add_note(
         to: Some(note_json(&created)),
     };
     let updated = note_changed(&txn, &inc, actor.user_id, now, &change).await?;
+    let announced = publish_note(state, &txn, updated, change, actor.user_id, now).await?;
     txn.commit().await?;
-    publish_note(state, updated, change, actor.user_id, now);
+    announced.committed();
     Ok(created)
 }
 
-fn publish_note(
+async fn publish_note(
     state: &AppState,
+    txn: &DatabaseTransaction,
     incident: incident::Model,
     change: FieldChange,
     actor: Uuid,
     at: DateTime<Utc>,
-) {
+) -> AppResult<Announcement> {
     publish(
         state,
+        txn,
         IncidentEvent::Updated(IncidentUpdate {
             incident,
             changes: vec![change],
             actor: Some(actor),
             at,
         }),
-    );
+    )
+    .await
 }
 
 /// Locks the note's incident and checks the caller may see it.
@@ -1145,8 +1155,9 @@ pub async fn edit_note(
         to: Some(note_json(&edited)),
     };
     let updated = note_changed(&txn, &inc, actor.user_id, now, &change).await?;
+    let announced = publish_note(state, &txn, updated, change, actor.user_id, now).await?;
     txn.commit().await?;
-    publish_note(state, updated, change, actor.user_id, now);
+    announced.committed();
     Ok(edited)
 }
 
@@ -1171,8 +1182,9 @@ pub async fn delete_note(
         to: None,
     };
     let updated = note_changed(&txn, &inc, actor.user_id, now, &change).await?;
+    let announced = publish_note(state, &txn, updated, change, actor.user_id, now).await?;
     txn.commit().await?;
-    publish_note(state, updated, change, actor.user_id, now);
+    announced.committed();
     Ok(found)
 }
 

@@ -106,7 +106,11 @@ pub async fn register(
                 }
             }
             Some(existing) => {
-                let latest = now + chrono::Duration::seconds(secs);
+                // The clock is read after the row: with a `now` older than
+                // another replica's tick that just moved `next_run_at`, that
+                // fresh value would look too far away and be pulled forward,
+                // enqueueing twice within one period.
+                let latest = util::now().max(now) + chrono::Duration::seconds(secs);
                 if existing.interval_secs != secs
                     || existing.task_type != s.task_type
                     || existing.payload != s.payload

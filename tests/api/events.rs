@@ -1023,12 +1023,13 @@ async fn the_rust_api_stores_in_the_callers_transaction_and_keeps_totals_right()
     )
     .await
     .unwrap();
+    let announced = sightline::events::publish_created(&app.state.hub, &txn, stored.clone())
+        .await
+        .unwrap();
     txn.commit().await.unwrap();
+    announced.committed();
     assert_eq!(stored.len(), 2);
     assert!(stored[0].received_at <= stored[1].received_at);
-    for e in &stored {
-        sightline::events::publish_created(&app.state.hub, e.clone());
-    }
     let bad = sightline::events::create_events(
         db,
         None,

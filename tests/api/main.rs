@@ -15,6 +15,7 @@ mod playground;
 mod process;
 mod prometheus;
 mod rbac;
+mod replicas;
 mod secrets;
 mod server_process;
 mod stats;

@@ -1,0 +1,346 @@
+//! Live updates: the hub that services publish changes to and subscriptions
+//! read from.
+//!
+//! The hub is owned by the application state (never a global). Each topic is
+//! an in-process broadcast channel; a subscriber that falls behind is told how
+//! many items it missed ([`Delivery::Lagged`]) instead of its stream silently
+//! ending.
+//!
+//! Services publish through [`Hub::announce`] inside their writing
+//! transaction, then call [`Announcement::committed`] once it committed:
+//!
+//! - On SQLite (one process) the items go to the local topics after the
+//!   commit; nothing is announced for a transaction that rolled back.
+//! - On PostgreSQL (possibly several replicas) the items are sent with
+//!   `pg_notify` inside the transaction, so PostgreSQL delivers them, in commit
+//!   order, only if it commits. Every replica, this one included, delivers to
+//!   its local subscribers only what its listener ([`notify`]) receives: local
+//!   and remote writes reach a subscriber the same way, exactly once. While
+//!   the listener is disconnected, subscribers get [`Delivery::Gap`].
+
+pub mod notify;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::{Stream, StreamExt};
+use sea_orm::DatabaseTransaction;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, watch};
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+use crate::error::AppResult;
+
+/// How many items a topic buffers for its slowest subscriber.
+pub const TOPIC_CAPACITY: usize = 8192;
+
+/// What a subscriber receives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery<T> {
+    /// The next item, in publish order.
+    Item(T),
+    /// The subscriber fell behind and this many items were skipped.
+    Lagged(u64),
+    /// The feed of committed changes was interrupted (PostgreSQL: the
+    /// listener lost its connection): items may have been missed, how many
+    /// is unknown. The stream goes on.
+    Gap(GapPhase),
+}
+
+/// Which side of an interruption a [`Delivery::Gap`] marks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GapPhase {
+    /// The feed just stopped: items committed from now on are missed until
+    /// it resumes (another gap item says so).
+    Interrupted,
+    /// The feed is back: items committed during the interruption were
+    /// missed, and catching up now leaves no hole.
+    Resumed,
+}
+
+impl GapPhase {
+    /// The `UNAVAILABLE` error item a subscriber receives; `catch_up` says
+    /// how to fetch what was missed for this stream.
+    pub fn error(self, what: &str, catch_up: &str) -> crate::error::AppError {
+        let message = match self {
+            GapPhase::Interrupted => format!(
+                "live updates are interrupted (the server lost its notification connection to the \
+                 database and is reconnecting): {what} committed from now on may be missed until \
+                 another error item says they resumed; this stream stays open"
+            ),
+            GapPhase::Resumed => format!(
+                "live updates resumed after an interruption and {what} committed meanwhile may \
+                 have been missed: {catch_up}, then keep reading this stream"
+            ),
+        };
+        crate::error::AppError::new(crate::error::ErrorCode::Unavailable, message)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Sent<T> {
+    Item(T),
+    Gap(GapPhase),
+}
+
+/// One stream of published items of type `T`.
+#[derive(Debug)]
+pub struct Topic<T> {
+    tx: broadcast::Sender<Sent<T>>,
+}
+
+impl<T: Clone + Send + 'static> Topic<T> {
+    /// A topic buffering `capacity` items per subscriber.
+    pub fn new(capacity: usize) -> Self {
+        let (tx, _) = broadcast::channel(capacity);
+        Topic { tx }
+    }
+
+    /// Sends an item to every current subscriber (none is fine).
+    pub fn publish(&self, item: T) {
+        let _ = self.tx.send(Sent::Item(item));
+    }
+
+    /// Tells every current subscriber that items may have been missed.
+    pub fn gap(&self, phase: GapPhase) {
+        let _ = self.tx.send(Sent::Gap(phase));
+    }
+
+    /// Number of live subscribers.
+    pub fn subscriber_count(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
+    /// A stream of everything published from now on.
+    pub fn subscribe(&self) -> Pin<Box<dyn Stream<Item = Delivery<T>> + Send>> {
+        BroadcastStream::new(self.tx.subscribe())
+            .map(|r| match r {
+                Ok(Sent::Item(item)) => Delivery::Item(item),
+                Ok(Sent::Gap(phase)) => Delivery::Gap(phase),
+                Err(BroadcastStreamRecvError::Lagged(n)) => Delivery::Lagged(n),
+            })
+            .boxed()
+    }
+}
+
+/// The topics of every domain; a domain that publishes adds its field here.
+pub struct Topics {
+    /// Committed events, in commit order.
+    pub events: Topic<Arc<crate::events::entity::Model>>,
+    /// Created and changed incidents, in commit order.
+    pub incidents: Topic<Arc<crate::incidents::service::IncidentEvent>>,
+    /// Committed alert instance transitions, in commit order.
+    pub alerts: Topic<Arc<crate::alerts::entity::transition::Model>>,
+}
+
+impl Topics {
+    fn new(capacity: usize) -> Self {
+        Topics {
+            events: Topic::new(capacity),
+            incidents: Topic::new(capacity),
+            alerts: Topic::new(capacity),
+        }
+    }
+
+    pub(crate) fn gap(&self, phase: GapPhase) {
+        self.events.gap(phase);
+        self.incidents.gap(phase);
+        self.alerts.gap(phase);
+    }
+}
+
+/// One published change, as it travels between replicas.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "topic", content = "item", rename_all = "camelCase")]
+pub enum Published {
+    /// For the `events` topic.
+    Event(crate::events::entity::Model),
+    /// For the `incidents` topic.
+    Incident(crate::incidents::service::IncidentEvent),
+    /// For the `alerts` topic.
+    Alert(crate::alerts::entity::transition::Model),
+}
+
+impl Published {
+    /// Hands the item to the local subscribers of its topic.
+    fn deliver(self, topics: &Topics) {
+        match self {
+            Published::Event(e) => topics.events.publish(Arc::new(e)),
+            Published::Incident(i) => topics.incidents.publish(Arc::new(i)),
+            Published::Alert(a) => topics.alerts.publish(Arc::new(a)),
+        }
+    }
+}
+
+/// The hub: one topic per kind of change, plus the auth generation.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+struct HubInner {
+    auth_generation: watch::Sender<u64>,
+    topics: Topics,
+    remote: Option<notify::Remote>,
+}
+
+impl Hub {
+    /// An in-process hub (SQLite: one process).
+    pub fn new() -> Self {
+        Hub::build(None)
+    }
+
+    /// A hub fed by PostgreSQL `LISTEN/NOTIFY` through `pool`; start its
+    /// listener with [`notify::Listener::start`].
+    pub fn postgres(pool: sqlx::PgPool) -> Self {
+        Hub::build(Some(notify::Remote::new(pool)))
+    }
+
+    fn build(remote: Option<notify::Remote>) -> Self {
+        let (auth_generation, _) = watch::channel(0);
+        Hub {
+            inner: Arc::new(HubInner {
+                auth_generation,
+                topics: Topics::new(TOPIC_CAPACITY),
+                remote,
+            }),
+        }
+    }
+
+    /// The domain topics.
+    pub fn topics(&self) -> &Topics {
+        &self.inner.topics
+    }
+
+    /// Whether items travel through PostgreSQL (and so reach every replica).
+    pub fn is_distributed(&self) -> bool {
+        self.inner.remote.is_some()
+    }
+
+    /// The cross-replica listener's state; `None` on an in-process hub.
+    pub fn listener_status(&self) -> Option<notify::ListenerReport> {
+        self.inner.remote.as_ref().map(|r| r.status.report())
+    }
+
+    /// Publishes `items` as part of `txn`. On PostgreSQL they are sent with
+    /// `pg_notify` inside it (every replica delivers them once it commits);
+    /// on SQLite they are held until [`Announcement::committed`]. Call that
+    /// after the commit in both cases.
+    pub async fn announce(
+        &self,
+        txn: &DatabaseTransaction,
+        items: Vec<Published>,
+    ) -> AppResult<Announcement> {
+        if self.is_distributed() {
+            notify::send_in(txn, &items).await?;
+            return Ok(Announcement {
+                hub: self.clone(),
+                local: Vec::new(),
+            });
+        }
+        Ok(Announcement {
+            hub: self.clone(),
+            local: items,
+        })
+    }
+
+    /// Delivers items to the local subscribers (the listener, or the
+    /// in-process path after a commit).
+    pub(crate) fn deliver_local(&self, items: Vec<Published>) {
+        for item in items {
+            item.deliver(&self.inner.topics);
+        }
+    }
+
+    /// Signals that some credential or user changed (logout, revocation,
+    /// deactivation, role change), once that change has committed: live
+    /// connections re-check theirs, on this replica at once and on the
+    /// others through PostgreSQL. Returns once the signal is committed, so
+    /// anything the caller writes afterwards reaches every replica after it.
+    pub async fn auth_changed(&self) {
+        self.bump_auth();
+        if let Some(remote) = &self.inner.remote {
+            remote.send_auth_changed().await;
+        }
+    }
+
+    pub(crate) fn bump_auth(&self) {
+        self.inner.auth_generation.send_modify(|g| *g += 1);
+    }
+
+    /// Watches the auth generation.
+    pub fn auth_watch(&self) -> watch::Receiver<u64> {
+        self.inner.auth_generation.subscribe()
+    }
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub::new()
+    }
+}
+
+/// Items published by a transaction; call [`Announcement::committed`] once
+/// it has committed (dropping it instead announces nothing locally).
+#[must_use = "call `committed()` after the transaction commits"]
+pub struct Announcement {
+    hub: Hub,
+    local: Vec<Published>,
+}
+
+impl Announcement {
+    /// The transaction committed: on SQLite, deliver now; on PostgreSQL the
+    /// listener delivers what PostgreSQL hands it.
+    pub fn committed(self) {
+        self.hub.deliver_local(self.local);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn subscribers_receive_items_in_publish_order() {
+        let topic = Topic::new(16);
+        let mut s = topic.subscribe();
+        topic.publish(1);
+        topic.publish(2);
+        assert_eq!(s.next().await, Some(Delivery::Item(1)));
+        assert_eq!(s.next().await, Some(Delivery::Item(2)));
+    }
+
+    #[tokio::test]
+    async fn a_lagging_subscriber_is_told_how_much_it_missed_and_continues() {
+        let topic = Topic::new(2);
+        let mut s = topic.subscribe();
+        for i in 0..5 {
+            topic.publish(i);
+        }
+        assert_eq!(s.next().await, Some(Delivery::Lagged(3)));
+        assert_eq!(s.next().await, Some(Delivery::Item(3)));
+        assert_eq!(s.next().await, Some(Delivery::Item(4)));
+    }
+
+    #[tokio::test]
+    async fn a_gap_is_delivered_in_place_and_the_stream_goes_on() {
+        let topic = Topic::new(16);
+        let mut s = topic.subscribe();
+        topic.publish(1);
+        topic.gap(GapPhase::Resumed);
+        topic.publish(2);
+        assert_eq!(s.next().await, Some(Delivery::Item(1)));
+        assert_eq!(s.next().await, Some(Delivery::Gap(GapPhase::Resumed)));
+        assert_eq!(s.next().await, Some(Delivery::Item(2)));
+    }
+
+    #[tokio::test]
+    async fn auth_changes_wake_watchers() {
+        let hub = Hub::new();
+        let mut w = hub.auth_watch();
+        hub.auth_changed().await;
+        w.changed().await.unwrap();
+        assert_eq!(*w.borrow(), 1);
+    }
+}
