@@ -79,7 +79,8 @@ async fn open(config: &Config, size: Option<u32>) -> Result<DatabaseConnection, 
             // after PostgreSQL drops connections (restart, failover,
             // pg_terminate_backend) a request is not answered 503 by a dead
             // idle one long after the database is back; the ingest writers'
-            // own pool skips the round trip and retries a failed batch.
+            // own pool skips the round trip (a write on a dead connection
+            // answers 503 and that connection is dropped).
             .test_before_acquire(size.is_none())
             .connect_with(options)
             .await

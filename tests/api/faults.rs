@@ -352,7 +352,10 @@ async fn terminated_postgres_connections_give_fast_503s_and_the_server_recovers(
             let acked_set = acked_set.clone();
             async move {
                 let state = live.state.lock().await;
-                if state.closed.is_some() || acked_set.is_subset(&state.received) {
+                if state.closed.is_some()
+                    || state.gap_from.is_some()
+                    || acked_set.is_subset(&state.received)
+                {
                     Ok(())
                 } else {
                     Err(format!(
@@ -373,7 +376,12 @@ async fn terminated_postgres_connections_give_fast_503s_and_the_server_recovers(
             code.is_some(),
             "the subscription closed without a code: {reason}"
         );
-        let mut after = state.last_cursor.clone();
+    }
+    if state.closed.is_some() || state.gap_from.is_some() {
+        let mut after = match &state.gap_from {
+            Some(from) => from.clone(),
+            None => state.last_cursor.clone(),
+        };
         loop {
             let v = app
                 .gql(
@@ -394,9 +402,10 @@ async fn terminated_postgres_connections_give_fast_503s_and_the_server_recovers(
     }
     let missed = acked_set.difference(&seen).count();
     eprintln!(
-        "live subscription: {} received, closed {:?}, {missed} missed after resuming",
+        "live subscription: {} received, closed {:?}, interrupted {}, {missed} missed after resuming",
         state.received.len(),
-        state.closed
+        state.closed,
+        state.gap_from.is_some()
     );
     assert_eq!(
         missed, 0,
@@ -409,6 +418,9 @@ struct LiveState {
     received: HashSet<String>,
     last_cursor: Option<String>,
     closed: Option<(Option<u16>, String)>,
+    /// The last cursor seen before the first "live updates are interrupted"
+    /// item: a client resumes from there.
+    gap_from: Option<Option<String>>,
 }
 
 #[derive(Default)]
@@ -427,6 +439,12 @@ async fn read_live(mut ws: crate::common::Ws, live: Arc<Live>) {
                     if let (Some(id), Some(cursor)) = (e["id"].as_str(), e["cursor"].as_str()) {
                         state.received.insert(id.to_owned());
                         state.last_cursor = Some(cursor.to_owned());
+                    } else if v["payload"]["errors"][0]["extensions"]["code"] == "UNAVAILABLE" {
+                        // The server says live delivery was interrupted (its
+                        // notification connection was cut); the stream stays.
+                        if state.gap_from.is_none() {
+                            state.gap_from = Some(state.last_cursor.clone());
+                        }
                     } else {
                         state.closed = Some((None, format!("unexpected payload: {v}")));
                         return;
