@@ -73,6 +73,13 @@ async function openTab(page, name) {
   await waitFor(`tab ${name} to be active`, async () =>
     (await page.locator('.graphiql-tab-active').innerText()).startsWith(name),
   );
+  // The query editor switches to the tab's document a moment later; running
+  // before that would send the previous document with this operation name.
+  await waitFor(`the ${name} document in the query editor`, async () =>
+    new RegExp(`(query|mutation|subscription) ${name}\\b`).test(
+      (await page.locator('.graphiql-query-editor').innerText()).replace(/\u00a0/g, ' '),
+    ),
+  );
 }
 
 /**
