@@ -348,16 +348,7 @@ pub async fn counts(db: &impl ConnectionTrait) -> AppResult<TaskCounts> {
 
 /// The earliest `run_after` among due-or-waiting tasks (pending or failed).
 pub async fn oldest_waiting(db: &impl ConnectionTrait) -> AppResult<Option<DateTime<Utc>>> {
-    let row = task::Entity::find()
-        .select_only()
-        .column_as(task::Column::RunAfter.min(), "oldest")
-        .filter(
-            task::Column::Status.is_in([TaskStatus::Pending.as_str(), TaskStatus::Failed.as_str()]),
-        )
-        .into_tuple::<Option<DateTime<Utc>>>()
-        .one(db)
-        .await?;
-    Ok(row.flatten())
+    next_run_after(db, &ClaimScope::All).await
 }
 
 // ---------------------------------------------------------------------------

@@ -216,14 +216,7 @@ impl TestApp {
 
     /// Posts a GraphQL request; returns the whole JSON response.
     pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
-        let mut req = self
-            .client
-            .post(self.url("/graphql"))
-            .header("content-type", "application/json")
-            .body(json!({ "query": query, "variables": variables }).to_string());
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
+        let req = gql_request(&self.client, &self.url("/graphql"), token, query, variables);
         let resp = req.send().await.expect("request sent");
         let text = resp.text().await.expect("body");
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
@@ -444,4 +437,23 @@ pub fn error_code(v: &Value) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no error code in {v}"))
         .to_owned()
+}
+
+/// A GraphQL POST to `url`, with the bearer token when given (shared by the
+/// in-process [`TestApp`] and the real-binary helpers).
+pub fn gql_request(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    query: &str,
+    variables: Value,
+) -> reqwest::RequestBuilder {
+    let req = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(json!({ "query": query, "variables": variables }).to_string());
+    match token {
+        Some(t) => req.header("authorization", format!("Bearer {t}")),
+        None => req,
+    }
 }

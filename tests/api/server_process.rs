@@ -131,14 +131,13 @@ impl ServerProcess {
 
     /// A GraphQL request; the whole JSON answer.
     pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
-        let mut req = self
-            .client
-            .post(self.url("/graphql"))
-            .header("content-type", "application/json")
-            .body(json!({ "query": query, "variables": variables }).to_string());
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
+        let req = crate::common::gql_request(
+            &self.client,
+            &self.url("/graphql"),
+            token,
+            query,
+            variables,
+        );
         let text = req.send().await.expect("request").text().await.unwrap();
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
     }
