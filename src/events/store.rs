@@ -23,7 +23,7 @@ use crate::auth::{Credential, Identity};
 use crate::error::AppResult;
 use crate::ingest::counters;
 use crate::ingest::writer::Store;
-use crate::pubsub::{Hub, Published};
+use crate::pubsub::Hub;
 use crate::util;
 
 /// Who sent a submission.
@@ -379,16 +379,10 @@ impl Store for EventStore {
                 received_at,
             })
             .collect();
-        if self.hub.is_distributed() {
-            // Other replicas' subscribers count too: always notify, inside
-            // the transaction (see `pubsub`).
-            let items = outputs
-                .iter()
-                .flat_map(StoredBatch::models)
-                .map(Published::Event)
-                .collect();
-            self.hub.announce(txn, items).await?.committed();
-        }
+        // Other replicas' subscribers count too: on PostgreSQL always
+        // announce, inside the transaction, by commit stamp (see `pubsub`).
+        let n = outputs.iter().map(|o| o.ids.len()).sum();
+        self.hub.announce_events(txn, received_at, n).await?;
         Ok(outputs)
     }
 

@@ -13,7 +13,8 @@
 //!   commit; nothing is announced for a transaction that rolled back.
 //! - On PostgreSQL (possibly several replicas) the items are sent with
 //!   `pg_notify` inside the transaction, so PostgreSQL delivers them, in commit
-//!   order, only if it commits. Every replica, this one included, delivers to
+//!   order, only if it commits (events by reference to their commit stamp,
+//!   see [`notify`]). Every replica, this one included, delivers to
 //!   its local subscribers only what its listener ([`notify`]) receives: local
 //!   and remote writes reach a subscriber the same way, exactly once. While
 //!   the listener is disconnected, subscribers get [`Delivery::Gap`].
@@ -243,6 +244,22 @@ impl Hub {
             hub: self.clone(),
             local: items,
         })
+    }
+
+    /// Announces, as part of `txn`, the `count` events it stores with the
+    /// commit stamp `received_at`, without building them: on PostgreSQL one
+    /// small notification (listeners with event subscribers read the rows
+    /// back); on SQLite nothing, the writer publishes after the commit.
+    pub async fn announce_events(
+        &self,
+        txn: &DatabaseTransaction,
+        received_at: chrono::DateTime<chrono::Utc>,
+        count: usize,
+    ) -> AppResult<()> {
+        if self.is_distributed() {
+            notify::send_events_in(txn, received_at, count).await?;
+        }
+        Ok(())
     }
 
     /// Delivers items to the local subscribers (the listener, or the

@@ -1,13 +1,21 @@
 //! The cross-replica transport on PostgreSQL: `NOTIFY` inside the writing
 //! transaction, one `LISTEN` connection per replica.
 //!
-//! A transaction's items are packed into notifications of at most
-//! [`MAX_NOTIFY_BYTES`] (PostgreSQL refuses payloads of 8,000 bytes or more).
-//! An item too large for one notification is stored in `pubsub_payloads`
-//! within the same transaction and notified by id; each listener reads it
-//! back, in place, so order is kept. PostgreSQL delivers notifications only
-//! for committed transactions and in commit order, to every listener,
-//! including the one of the replica that wrote.
+//! Events, the bulk of what is written, are announced by reference: one
+//! small notification per transaction naming its commit-clock stamp (the
+//! `received_at` all its events share, unique per transaction, see
+//! [`crate::ingest::counters`]) and how many events it stored. A listener
+//! that has event subscribers reads those rows back (one indexed read for all
+//! the stamps already waiting); one without skips them. So ingest pays for
+//! one tiny notification per commit, whatever the batch size.
+//!
+//! Other items are packed into notifications of at most [`MAX_NOTIFY_BYTES`]
+//! (PostgreSQL refuses payloads of 8,000 bytes or more). An item too large
+//! for one notification is stored in `pubsub_payloads` within the same
+//! transaction and notified by id; each listener reads it back, in place, so
+//! order is kept. PostgreSQL delivers notifications only for committed
+//! transactions and in commit order, to every listener, including the one of
+//! the replica that wrote.
 //!
 //! The listener reconnects with backoff after losing its connection. Items
 //! committed meanwhile are lost for this replica, so every local subscriber
@@ -18,7 +26,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseTransaction, Statement};
+use chrono::{DateTime, TimeZone, Utc};
+use sea_orm::{
+    ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    SqlxPostgresConnector, Statement,
+};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgNotification};
@@ -56,6 +68,13 @@ enum Wire {
     Items(Vec<Published>),
     /// Items stored in `pubsub_payloads` under this id.
     Ref(Uuid),
+    /// `count` events committed with `received_at` = `at` (Unix µs).
+    Events {
+        /// The transaction's commit-clock stamp.
+        at: i64,
+        /// How many events it stored.
+        count: u64,
+    },
     /// Some credential or user changed.
     Auth,
 }
@@ -86,10 +105,42 @@ fn items_payload(parts: &[String]) -> String {
     s
 }
 
-/// Packs items into as few notifications as fit, keeping their order.
+fn events_payload(at: DateTime<Utc>, count: usize) -> AppResult<String> {
+    serde_json::to_string(&Wire::Events {
+        at: at.timestamp_micros(),
+        count: count as u64,
+    })
+    .map_err(AppError::internal)
+}
+
+/// Packs items into as few notifications as fit, keeping their order;
+/// each run of events sharing a commit stamp becomes one reference.
 fn pack(items: &[Published], limit: usize) -> AppResult<Packed> {
-    let overhead = ITEMS_OPEN.len() + ITEMS_CLOSE.len();
     let mut packed = Packed::default();
+    let mut others: Vec<&Published> = Vec::new();
+    let mut rest = items;
+    while let Some(first) = rest.first() {
+        let Published::Event(event) = first else {
+            others.push(first);
+            rest = &rest[1..];
+            continue;
+        };
+        let at = event.received_at;
+        let run = rest
+            .iter()
+            .take_while(|p| matches!(p, Published::Event(e) if e.received_at == at))
+            .count();
+        pack_items(&others, limit, &mut packed)?;
+        others.clear();
+        packed.notifications.push(events_payload(at, run)?);
+        rest = &rest[run..];
+    }
+    pack_items(&others, limit, &mut packed)?;
+    Ok(packed)
+}
+
+fn pack_items(items: &[&Published], limit: usize, packed: &mut Packed) -> AppResult<()> {
+    let overhead = ITEMS_OPEN.len() + ITEMS_CLOSE.len();
     let mut chunk: Vec<String> = Vec::new();
     let mut chunk_len = overhead;
     for item in items {
@@ -118,7 +169,7 @@ fn pack(items: &[Published], limit: usize) -> AppResult<Packed> {
     if !chunk.is_empty() {
         packed.notifications.push(items_payload(&chunk));
     }
-    Ok(packed)
+    Ok(())
 }
 
 /// Sends `items` with `pg_notify` inside `txn` (PostgreSQL only).
@@ -127,6 +178,27 @@ pub(crate) async fn send_in(txn: &DatabaseTransaction, items: &[Published]) -> A
         return Ok(());
     }
     let packed = pack(items, MAX_NOTIFY_BYTES)?;
+    send_packed(txn, packed).await
+}
+
+/// Announces, inside `txn`, the `count` events it stores with `received_at`
+/// = `at` (PostgreSQL only).
+pub(crate) async fn send_events_in(
+    txn: &DatabaseTransaction,
+    at: DateTime<Utc>,
+    count: usize,
+) -> AppResult<()> {
+    if count == 0 {
+        return Ok(());
+    }
+    let packed = Packed {
+        notifications: vec![events_payload(at, count)?],
+        stored: Vec::new(),
+    };
+    send_packed(txn, packed).await
+}
+
+async fn send_packed(txn: &DatabaseTransaction, packed: Packed) -> AppResult<()> {
     for (id, body) in packed.stored {
         txn.execute_raw(Statement::from_sql_and_values(
             DatabaseBackend::Postgres,
@@ -359,45 +431,126 @@ impl Listener {
     }
 }
 
+/// How many commit stamps one read of events serves at most.
+const MAX_STAMPS_PER_READ: usize = 256;
+
 async fn receive(
     hub: &Hub,
     pool: &PgPool,
     listener: &mut PgListener,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Ended {
+    let db = SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone());
+    // A notification read ahead while gathering event stamps, handled next.
+    let mut ahead: Option<Wire> = None;
     loop {
-        let next = tokio::select! {
-            n = listener.try_recv() => n,
-            _ = shutdown.changed() => return Ended::Shutdown,
+        let wire = match ahead.take() {
+            Some(w) => w,
+            None => {
+                let next = tokio::select! {
+                    n = listener.try_recv() => n,
+                    _ = shutdown.changed() => return Ended::Shutdown,
+                };
+                match next {
+                    Ok(Some(n)) => match decode(&n) {
+                        Some(w) => w,
+                        None => continue,
+                    },
+                    Ok(None) => return Ended::Lost("connection closed".to_owned()),
+                    Err(e) => return Ended::Lost(e.to_string()),
+                }
+            }
         };
-        match next {
-            Ok(Some(n)) => handle(hub, pool, &n).await,
-            Ok(None) => return Ended::Lost("connection closed".to_owned()),
-            Err(e) => return Ended::Lost(e.to_string()),
+        match wire {
+            Wire::Items(items) => hub.deliver_local(items),
+            Wire::Auth => hub.bump_auth(),
+            Wire::Ref(id) => match load(pool, id).await {
+                Ok(items) => hub.deliver_local(items),
+                Err(e) => {
+                    tracing::warn!(%id, error = %e, "could not load an oversized live update");
+                    hub.topics().gap(super::GapPhase::Resumed);
+                }
+            },
+            Wire::Events { at, count } => {
+                // The commits already waiting are read together.
+                let mut stamps = vec![(at, count)];
+                while stamps.len() < MAX_STAMPS_PER_READ {
+                    let Some(n) = listener.next_buffered() else {
+                        break;
+                    };
+                    match decode(&n) {
+                        Some(Wire::Events { at, count }) => stamps.push((at, count)),
+                        Some(other) => {
+                            ahead = Some(other);
+                            break;
+                        }
+                        None => {}
+                    }
+                }
+                deliver_events(hub, &db, &stamps).await;
+            }
         }
     }
 }
 
-async fn handle(hub: &Hub, pool: &PgPool, n: &PgNotification) {
-    let wire: Wire = match serde_json::from_str(n.payload()) {
-        Ok(w) => w,
+fn decode(n: &PgNotification) -> Option<Wire> {
+    match serde_json::from_str(n.payload()) {
+        Ok(w) => Some(w),
         Err(e) => {
             // Another version of the server may speak a newer format.
             tracing::warn!(error = %e, "ignoring an unreadable live-update notification");
-            return;
+            None
         }
-    };
-    match wire {
-        Wire::Items(items) => hub.deliver_local(items),
-        Wire::Auth => hub.bump_auth(),
-        Wire::Ref(id) => match load(pool, id).await {
-            Ok(items) => hub.deliver_local(items),
-            Err(e) => {
-                tracing::warn!(%id, error = %e, "could not load an oversized live update");
-                hub.topics().gap(super::GapPhase::Resumed);
-            }
-        },
     }
+}
+
+/// Reads back the events committed with `stamps` and hands them to the local
+/// subscribers in commit order; nothing is read when nobody subscribes.
+async fn deliver_events(hub: &Hub, db: &DatabaseConnection, stamps: &[(i64, u64)]) {
+    let topic = &hub.topics().events;
+    if topic.subscriber_count() == 0 {
+        return;
+    }
+    match read_events(db, stamps).await {
+        Ok(events) => {
+            for event in events {
+                topic.publish(Arc::new(event));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, commits = stamps.len(), "could not read committed events for live delivery");
+            topic.gap(super::GapPhase::Resumed);
+        }
+    }
+}
+
+async fn read_events(
+    db: &DatabaseConnection,
+    stamps: &[(i64, u64)],
+) -> Result<Vec<crate::events::entity::Model>, sea_orm::DbErr> {
+    let times: Vec<DateTime<Utc>> = stamps
+        .iter()
+        .filter_map(|(at, _)| Utc.timestamp_micros(*at).single())
+        .collect();
+    let expected: u64 = stamps.iter().map(|(_, n)| n).sum();
+    // One statement text whatever the number of stamps (prepared once).
+    let events = crate::events::entity::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT * FROM events WHERE received_at = ANY($1) ORDER BY received_at, id",
+            [times.into()],
+        ))
+        .all(db)
+        .await?;
+    if (events.len() as u64) < expected {
+        // Retention (or an admin) deleted some before they were read.
+        tracing::debug!(
+            expected,
+            read = events.len(),
+            "some committed events were deleted before live delivery"
+        );
+    }
+    Ok(events)
 }
 
 async fn load(pool: &PgPool, id: Uuid) -> Result<Vec<Published>, String> {
@@ -409,7 +562,9 @@ async fn load(pool: &PgPool, id: Uuid) -> Result<Vec<Published>, String> {
     let body = body.ok_or_else(|| "the payload was already pruned".to_owned())?;
     match serde_json::from_str(&body).map_err(|e| e.to_string())? {
         Wire::Items(items) => Ok(items),
-        Wire::Ref(_) | Wire::Auth => Err("a stored payload holds no items".to_owned()),
+        Wire::Ref(_) | Wire::Events { .. } | Wire::Auth => {
+            Err("a stored payload holds no items".to_owned())
+        }
     }
 }
 
@@ -435,10 +590,9 @@ async fn prune_loop(pool: PgPool, mut shutdown: watch::Receiver<bool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
     use serde_json::json;
 
-    fn event(message: &str) -> Published {
+    fn event(message: &str, received_at: DateTime<Utc>) -> Published {
         Published::Event(crate::events::entity::Model {
             id: Uuid::now_v7(),
             event_type: "log".into(),
@@ -448,25 +602,49 @@ mod tests {
             tags: json!({"region": "eu"}),
             payload: json!({"n": 1.5}),
             timestamp: Utc::now(),
-            received_at: Utc::now(),
+            received_at,
             created_by: None,
             api_key_id: None,
             fingerprint: None,
         })
     }
 
-    fn unpack(p: &Packed) -> Vec<Published> {
+    fn transition(rule_name: &str) -> Published {
+        Published::Alert(crate::alerts::entity::transition::Model {
+            id: Uuid::now_v7(),
+            rule_id: Uuid::now_v7(),
+            rule_name: rule_name.into(),
+            instance_id: Uuid::now_v7(),
+            labels: json!({"job": "api"}),
+            severity: "critical".into(),
+            from_state: "pending".into(),
+            to_state: "firing".into(),
+            value: Some(2.5),
+            silenced: false,
+            at: Utc::now(),
+        })
+    }
+
+    /// What listeners get: items inline or by reference, and event stamps.
+    #[derive(Debug, PartialEq)]
+    enum Got {
+        Item(Published),
+        Events(i64, u64),
+    }
+
+    fn unpack(p: &Packed) -> Vec<Got> {
         let mut out = Vec::new();
         for n in &p.notifications {
             match serde_json::from_str::<Wire>(n).unwrap() {
-                Wire::Items(items) => out.extend(items),
+                Wire::Items(items) => out.extend(items.into_iter().map(Got::Item)),
                 Wire::Ref(id) => {
                     let body = &p.stored.iter().find(|(i, _)| *i == id).unwrap().1;
                     match serde_json::from_str::<Wire>(body).unwrap() {
-                        Wire::Items(items) => out.extend(items),
+                        Wire::Items(items) => out.extend(items.into_iter().map(Got::Item)),
                         other => panic!("stored {other:?}"),
                     }
                 }
+                Wire::Events { at, count } => out.push(Got::Events(at, count)),
                 Wire::Auth => panic!("auth in items"),
             }
         }
@@ -475,22 +653,54 @@ mod tests {
 
     #[test]
     fn small_items_share_notifications_under_the_limit_and_keep_their_order() {
-        let items: Vec<Published> = (0..200).map(|i| event(&format!("m{i}"))).collect();
+        let items: Vec<Published> = (0..200).map(|i| transition(&format!("r{i}"))).collect();
         let p = pack(&items, MAX_NOTIFY_BYTES).unwrap();
         assert!(p.notifications.len() > 1 && p.notifications.len() < 200);
         assert!(p.notifications.iter().all(|n| n.len() <= MAX_NOTIFY_BYTES));
         assert!(p.stored.is_empty());
-        assert_eq!(unpack(&p), items);
+        let want: Vec<Got> = items.into_iter().map(Got::Item).collect();
+        assert_eq!(unpack(&p), want);
     }
 
     #[test]
     fn an_oversized_item_goes_by_reference_in_its_place() {
-        let items = vec![event("a"), event(&"x".repeat(20_000)), event("c")];
+        let items = vec![
+            transition("a"),
+            transition(&"x".repeat(20_000)),
+            transition("c"),
+        ];
         let p = pack(&items, MAX_NOTIFY_BYTES).unwrap();
         assert_eq!(p.stored.len(), 1);
         assert_eq!(p.notifications.len(), 3);
         assert!(p.notifications[1].starts_with("{\"ref\":"));
-        assert_eq!(unpack(&p), items);
+        let want: Vec<Got> = items.into_iter().map(Got::Item).collect();
+        assert_eq!(unpack(&p), want);
+    }
+
+    #[test]
+    fn events_go_as_one_stamp_per_commit_whatever_their_size_and_in_place() {
+        let t1 = Utc.timestamp_micros(1_700_000_000_000_001).unwrap();
+        let t2 = Utc.timestamp_micros(1_700_000_000_000_002).unwrap();
+        let big = "x".repeat(50_000);
+        let items = vec![
+            event("a", t1),
+            event(&big, t1),
+            event("c", t1),
+            transition("between"),
+            event("d", t2),
+        ];
+        let p = pack(&items, MAX_NOTIFY_BYTES).unwrap();
+        assert!(p.stored.is_empty(), "events are never stored as payloads");
+        assert_eq!(p.notifications.len(), 3);
+        assert!(p.notifications[0].len() < 64 && p.notifications[2].len() < 64);
+        assert_eq!(
+            unpack(&p),
+            vec![
+                Got::Events(t1.timestamp_micros(), 3),
+                Got::Item(items[3].clone()),
+                Got::Events(t2.timestamp_micros(), 1),
+            ]
+        );
     }
 
     #[test]

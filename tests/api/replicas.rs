@@ -338,7 +338,9 @@ async fn writes_on_any_replica_reach_subscribers_on_every_replica_once_and_in_co
     .await;
 
     // Round-robin writes, one after the other, so commit order is this order.
-    // One event is far larger than a notification may be.
+    // One event and one incident are far larger than a notification may be
+    // (events go by commit stamp whatever their size; the incident by
+    // reference to a stored payload).
     let big = "x".repeat(20_000);
     let mut expected_events = Vec::new();
     for i in 0..30 {
@@ -360,12 +362,13 @@ async fn writes_on_any_replica_reach_subscribers_on_every_replica_once_and_in_co
     let mut expected_incidents = Vec::new();
     for i in 0..9 {
         let title = format!("incident-{i}");
+        let input = if i == 4 {
+            json!({"title": title, "description": "d".repeat(9_500)})
+        } else {
+            json!({"title": title})
+        };
         replicas[(i + 1) % 3]
-            .gql_ok(
-                Some(&token),
-                CREATE_INCIDENT,
-                json!({"i": {"title": title}}),
-            )
+            .gql_ok(Some(&token), CREATE_INCIDENT, json!({ "i": input }))
             .await;
         expected_incidents.push(title);
     }
