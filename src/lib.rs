@@ -126,10 +126,7 @@ impl Application {
                 "cannot listen for live updates: {e}"
             )))
         })?;
-        let ingest_db = db::connect_ingest(&config)
-            .await?
-            .unwrap_or_else(|| db.clone());
-        let ingest = ingest::Ingest::spawn(&ingest_db, &hub, config.metric_max_series);
+        let ingest = ingest::Ingest::start(&config, &db, &hub, config.metric_max_series).await?;
         let state = AppState {
             backend: Backend::of(&db),
             db,

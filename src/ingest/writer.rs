@@ -139,8 +139,13 @@ fn shutting_down() -> AppError {
 }
 
 impl<S: Store> Writer<S> {
-    /// Starts the task on the current runtime.
-    pub fn spawn(name: &'static str, db: DatabaseConnection, store: S) -> Writer<S> {
+    /// Starts the task on the runtime of `runtime`.
+    pub fn spawn(
+        runtime: &tokio::runtime::Handle,
+        name: &'static str,
+        db: DatabaseConnection,
+        store: S,
+    ) -> Writer<S> {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             name,
@@ -148,7 +153,7 @@ impl<S: Store> Writer<S> {
             down_until: Mutex::new(None),
             closed: AtomicBool::new(false),
         });
-        let task = tokio::spawn(run(db, store, rx, shared.clone()));
+        let task = runtime.spawn(run(db, store, rx, shared.clone()));
         Writer {
             tx,
             shared,
