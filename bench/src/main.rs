@@ -9,7 +9,9 @@
 //!   the same kind into the same table, the ceiling batch ingest is held to;
 //! - `single`: single `createEvent` requests at each `--levels` concurrency;
 //! - `fill`: tops the table up to `--stored` events back-dated over 24 hours;
-//! - `query`: `events(filter: {sources: [s], from: now-1h}, first: 100)`;
+//! - `query`: `events(filter: {sources: [s], from: now-1h}, first: 100)`,
+//!   right after the writes and again once background enrichment (the
+//!   event-processing sweeps) has caught up with them;
 //! - `fanout` (not in the default list): `--subscribers` WebSocket
 //!   subscribers of `eventCreated` spread over `--replicas` servers (more
 //!   than one needs PostgreSQL), events written at `--fanout-rate` per second
@@ -28,6 +30,7 @@ mod server;
 mod stats;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 use serde_json::{Value, json};
@@ -176,9 +179,28 @@ async fn run(args: Args) -> Result<(), String> {
         }
         results.insert("stored_events_approx".into(), json!(stored));
         if only.contains(&"query") {
+            // First as it is right after the writes (background enrichment
+            // of the new events competes), then once that has caught up.
+            let stored_until = chrono::Utc::now();
+            let busy = scenarios::query(&server, args.queries, "right after the writes").await;
+            let waited = scenarios::settle(&server, stored_until, Duration::from_secs(900)).await;
+            let settled = match waited {
+                Some(w) => {
+                    let when = format!("enrichment caught up (after {:.0} s)", w.as_secs_f64());
+                    scenarios::query(&server, args.queries, &when).await
+                }
+                None => {
+                    println!("  background enrichment did not catch up within 15 minutes");
+                    Value::Null
+                }
+            };
             results.insert(
                 "query".into(),
-                scenarios::query(&server, args.queries).await,
+                json!({
+                    "right_after_writes": busy,
+                    "enrichment_caught_up": settled,
+                    "settle_secs": waited.map(|w| w.as_secs_f64()),
+                }),
             );
         }
         if only.contains(&"fanout") {

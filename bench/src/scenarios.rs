@@ -349,8 +349,42 @@ pub async fn fill(server: &Server, stored: u64, target: u64) -> Value {
     json!({"added": s.items, "summary": s.to_json()})
 }
 
-/// `events(filter: {sources: [one], from: now - 1h}, first: 100)`, one client.
-pub async fn query(server: &Server, n: usize) -> Value {
+const SWEEPS: &str = "{ tasks(filter: {taskType: \"monitoring_event_processing\", statuses: [SUCCEEDED]}, last: 1) { edges { node { startedAt result } } } }";
+
+/// Waits until the server's background enrichment (the event-processing
+/// sweeps, which fingerprint every stored event) has caught up with what was
+/// stored before `since`: the latest finished sweep started after `since`
+/// and left nothing remaining. Returns how long that took, or `None` if it
+/// did not happen within `limit`.
+pub async fn settle(
+    server: &Server,
+    since: chrono::DateTime<Utc>,
+    limit: Duration,
+) -> Option<Duration> {
+    let body = json!({ "query": SWEEPS }).to_string().into_bytes();
+    let mut conn = Conn::new(server.addr);
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(r) = conn.post_json("/graphql", Some(&server.token), &body).await {
+            let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+            let node = &v["data"]["tasks"]["edges"][0]["node"];
+            let started = node["startedAt"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+            if started.is_some_and(|t| t >= since)
+                && node["result"]["more_remaining"] == json!(false)
+            {
+                return Some(start.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    None
+}
+
+/// `events(filter: {sources: [one], from: now - 1h}, first: 100)`, one client;
+/// `when` says what else the server is doing (printed).
+pub async fn query(server: &Server, n: usize, when: &str) -> Value {
     let from = (Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
     let bodies: Vec<Vec<u8>> = (0..data::SOURCES)
         .map(|i| body(QUERY, json!({"s": data::source(i), "from": from})))
@@ -396,7 +430,7 @@ pub async fn query(server: &Server, n: usize) -> Value {
         None,
     );
     println!(
-        "  query events(sources: [one of 10], from: now-1h, first: 100) -> {returned} rows: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, errors {}",
+        "  query events(sources: [one of 10], from: now-1h, first: 100), {when} -> {returned} rows: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, errors {}",
         s.ms(0.5),
         s.ms(0.95),
         s.ms(0.99),
