@@ -146,24 +146,24 @@ async fn run(args: Args) -> Result<(), String> {
             stored += r["summary"]["items"].as_u64().unwrap_or(0) + 4000;
             results.insert("batch".into(), r);
         }
-        if only.contains(&"copy") {
-            if let Some(url) = &args.psql_url {
-                let r = scenarios::copy(url, args.batch_events, &args.work_dir).await?;
-                stored += args.batch_events;
-                if let (Some(copy), Some(batch)) = (
-                    r["rows_per_s"].as_f64(),
-                    results
-                        .get("batch")
-                        .and_then(|b| b["summary"]["items_per_s"].as_f64()),
-                ) {
-                    println!(
-                        "  batch ingest reaches {:.0}% of the COPY rate",
-                        100.0 * batch / copy
-                    );
-                    results.insert("batch_vs_copy".into(), json!(batch / copy));
-                }
-                results.insert("copy".into(), r);
+        if only.contains(&"copy")
+            && let Some(url) = &args.psql_url
+        {
+            let r = scenarios::copy(url, args.batch_events, &args.work_dir).await?;
+            stored += args.batch_events;
+            if let (Some(copy), Some(batch)) = (
+                r["rows_per_s"].as_f64(),
+                results
+                    .get("batch")
+                    .and_then(|b| b["summary"]["items_per_s"].as_f64()),
+            ) {
+                println!(
+                    "  batch ingest reaches {:.0}% of the COPY rate",
+                    100.0 * batch / copy
+                );
+                results.insert("batch_vs_copy".into(), json!(batch / copy));
             }
+            results.insert("copy".into(), r);
         }
         if only.contains(&"single") {
             let r = scenarios::single(&server, &args.levels, args.single_secs).await;
