@@ -634,6 +634,15 @@ async fn event_processing_groups_repeats_and_extracts_correlation_ids() {
         "level read from payload"
     );
     assert_eq!(unlevelled.tags["request_id"], "mine", "client tags win");
+    assert_eq!(
+        unlevelled.tags["trace_id"],
+        Value::Null,
+        "only ids the payload has are lifted"
+    );
+    // What enrichment does not change is left as it was.
+    assert_eq!(other.level.as_deref(), Some("error"));
+    assert_eq!(other.tags, json!({}));
+    assert_eq!(other.message.as_deref(), Some("disk full"));
 
     // The result reports the work; a second sweep finds nothing left.
     let done = task::Entity::find()

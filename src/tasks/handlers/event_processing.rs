@@ -17,10 +17,9 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -91,10 +90,21 @@ fn parse(payload: &Value) -> Result<Mode, FieldError> {
     }
 }
 
-/// Enriches `rows` in one transaction; returns how many changed.
+/// What enrichment changes in one event.
+struct Change {
+    id: Uuid,
+    fingerprint: String,
+    /// The new level, when it changes (`None` inside: set to NULL).
+    level: Option<Option<String>>,
+    /// The new tags (JSON text), when they change.
+    tags: Option<String>,
+}
+
+/// Enriches `rows` with ONE statement; returns how many changed. A sweep
+/// batch holds the write lock (SQLite) or its row locks (PostgreSQL) only
+/// for that statement, not for a round trip per row, so ingest waits little.
 async fn enrich_rows(db: &DatabaseConnection, rows: Vec<event::Model>) -> Result<u64, TaskError> {
-    let txn = db.begin().await?;
-    let mut changed = 0;
+    let mut changes = Vec::with_capacity(rows.len());
     for e in rows {
         let level = enrich::normalized_level(e.level.as_deref(), &e.payload);
         let fingerprint = enrich::fingerprint(&e.source, level, e.message.as_deref());
@@ -106,19 +116,75 @@ async fn enrich_rows(db: &DatabaseConnection, rows: Vec<event::Model>) -> Result
         {
             continue;
         }
-        let mut update = event::Entity::update_many()
-            .col_expr(event::Column::Fingerprint, Expr::value(Some(fingerprint)))
-            .filter(event::Column::Id.eq(e.id));
-        if e.level != level_text {
-            update = update.col_expr(event::Column::Level, Expr::value(level_text));
-        }
-        if let Some(tags) = tags {
-            update = update.col_expr(event::Column::Tags, Expr::value(Value::Object(tags)));
-        }
-        changed += update.exec(&txn).await?.rows_affected;
+        changes.push(Change {
+            id: e.id,
+            fingerprint,
+            level: (e.level != level_text).then_some(level_text),
+            tags: tags.map(|t| Value::Object(t).to_string()),
+        });
     }
-    txn.commit().await?;
-    Ok(changed)
+    if changes.is_empty() {
+        return Ok(0);
+    }
+    let statement = match db.get_database_backend() {
+        DbBackend::Postgres => update_unnest(&changes),
+        _ => update_values(&changes),
+    };
+    Ok(db.execute_raw(statement).await?.rows_affected())
+}
+
+// In both statements an empty level or tags text means "unchanged" (tags
+// are a JSON object, never empty text; a level is set only with `set_level`).
+fn update_unnest(changes: &[Change]) -> Statement {
+    let ids: Vec<Uuid> = changes.iter().map(|c| c.id).collect();
+    let fingerprints: Vec<String> = changes.iter().map(|c| c.fingerprint.clone()).collect();
+    let set_level: Vec<bool> = changes.iter().map(|c| c.level.is_some()).collect();
+    let levels: Vec<String> = changes
+        .iter()
+        .map(|c| c.level.clone().flatten().unwrap_or_default())
+        .collect();
+    let tags: Vec<String> = changes
+        .iter()
+        .map(|c| c.tags.clone().unwrap_or_default())
+        .collect();
+    Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "UPDATE events AS e SET fingerprint = u.fp, \
+         level = CASE WHEN u.set_level THEN NULLIF(u.lvl, '') ELSE e.level END, \
+         tags = CASE WHEN u.tags = '' THEN e.tags ELSE u.tags::jsonb END \
+         FROM UNNEST($1::uuid[], $2::text[], $3::bool[], $4::text[], $5::text[]) \
+         AS u(id, fp, set_level, lvl, tags) WHERE e.id = u.id",
+        [
+            ids.into(),
+            fingerprints.into(),
+            set_level.into(),
+            levels.into(),
+            tags.into(),
+        ],
+    )
+}
+
+fn update_values(changes: &[Change]) -> Statement {
+    let mut sql = String::from("WITH u(id, fp, set_level, lvl, tags) AS (VALUES ");
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(changes.len() * 5);
+    for (i, c) in changes.iter().enumerate() {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str("(?,?,?,?,?)");
+        values.push(c.id.into());
+        values.push(c.fingerprint.clone().into());
+        values.push(c.level.is_some().into());
+        values.push(c.level.clone().flatten().unwrap_or_default().into());
+        values.push(c.tags.clone().unwrap_or_default().into());
+    }
+    sql.push_str(
+        ") UPDATE events SET fingerprint = u.fp, \
+         level = CASE WHEN u.set_level THEN NULLIF(u.lvl, '') ELSE events.level END, \
+         tags = CASE WHEN u.tags = '' THEN events.tags ELSE u.tags END \
+         FROM u WHERE events.id = u.id",
+    );
+    Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
 }
 
 /// Runs one task.
