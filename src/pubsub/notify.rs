@@ -628,7 +628,7 @@ mod tests {
     /// What listeners get: items inline or by reference, and event stamps.
     #[derive(Debug, PartialEq)]
     enum Got {
-        Item(Published),
+        Item(Box<Published>),
         Events(i64, u64),
     }
 
@@ -636,11 +636,13 @@ mod tests {
         let mut out = Vec::new();
         for n in &p.notifications {
             match serde_json::from_str::<Wire>(n).unwrap() {
-                Wire::Items(items) => out.extend(items.into_iter().map(Got::Item)),
+                Wire::Items(items) => out.extend(items.into_iter().map(|i| Got::Item(Box::new(i)))),
                 Wire::Ref(id) => {
                     let body = &p.stored.iter().find(|(i, _)| *i == id).unwrap().1;
                     match serde_json::from_str::<Wire>(body).unwrap() {
-                        Wire::Items(items) => out.extend(items.into_iter().map(Got::Item)),
+                        Wire::Items(items) => {
+                            out.extend(items.into_iter().map(|i| Got::Item(Box::new(i))))
+                        }
                         other => panic!("stored {other:?}"),
                     }
                 }
@@ -658,7 +660,7 @@ mod tests {
         assert!(p.notifications.len() > 1 && p.notifications.len() < 200);
         assert!(p.notifications.iter().all(|n| n.len() <= MAX_NOTIFY_BYTES));
         assert!(p.stored.is_empty());
-        let want: Vec<Got> = items.into_iter().map(Got::Item).collect();
+        let want: Vec<Got> = items.into_iter().map(|i| Got::Item(Box::new(i))).collect();
         assert_eq!(unpack(&p), want);
     }
 
@@ -673,7 +675,7 @@ mod tests {
         assert_eq!(p.stored.len(), 1);
         assert_eq!(p.notifications.len(), 3);
         assert!(p.notifications[1].starts_with("{\"ref\":"));
-        let want: Vec<Got> = items.into_iter().map(Got::Item).collect();
+        let want: Vec<Got> = items.into_iter().map(|i| Got::Item(Box::new(i))).collect();
         assert_eq!(unpack(&p), want);
     }
 
@@ -697,7 +699,7 @@ mod tests {
             unpack(&p),
             vec![
                 Got::Events(t1.timestamp_micros(), 3),
-                Got::Item(items[3].clone()),
+                Got::Item(Box::new(items[3].clone())),
                 Got::Events(t2.timestamp_micros(), 1),
             ]
         );
