@@ -431,8 +431,10 @@ impl Listener {
     }
 }
 
-/// How many commit stamps one read of events serves at most.
+/// One read of committed events serves at most this many commit stamps, and
+/// stops gathering more once they hold this many events.
 const MAX_STAMPS_PER_READ: usize = 256;
+const MAX_EVENTS_PER_READ: u64 = 2_000;
 
 async fn receive(
     hub: &Hub,
@@ -474,12 +476,16 @@ async fn receive(
             Wire::Events { at, count } => {
                 // The commits already waiting are read together.
                 let mut stamps = vec![(at, count)];
-                while stamps.len() < MAX_STAMPS_PER_READ {
+                let mut events = count;
+                while stamps.len() < MAX_STAMPS_PER_READ && events < MAX_EVENTS_PER_READ {
                     let Some(n) = listener.next_buffered() else {
                         break;
                     };
                     match decode(&n) {
-                        Some(Wire::Events { at, count }) => stamps.push((at, count)),
+                        Some(Wire::Events { at, count }) => {
+                            stamps.push((at, count));
+                            events += count;
+                        }
                         Some(other) => {
                             ahead = Some(other);
                             break;
