@@ -33,6 +33,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use sea_orm::DbErr;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -222,6 +223,14 @@ impl Application {
             let _ = tx.send(true);
         });
         let mut stop = state.shutdown.clone();
+        // No Nagle delay: a WebSocket frame (or a response) written while an
+        // earlier one to the same client is still unacknowledged goes out at
+        // once instead of waiting for that acknowledgement.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         let serve = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),

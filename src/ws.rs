@@ -35,6 +35,13 @@ use crate::http::Server;
 pub const MAX_OPERATIONS_PER_CONNECTION: usize = 200;
 /// How often the legacy protocol sends `ka` and the new one a WebSocket ping.
 const KEEPALIVE: Duration = Duration::from_secs(15);
+/// Read buffer of each connection. Clients send small JSON messages
+/// (`connection_init`, `subscribe`, `ping`, `complete`); tungstenite's default
+/// of 128 KiB is allocated per connection and zero-filled on every read
+/// attempt, which made it most of a subscriber's memory and a cost on every
+/// delivery. A bigger message (up to the body limit) still arrives whole:
+/// the buffer grows to the frame's length and is filled this much per read.
+pub const READ_BUFFER_SIZE: usize = 4 * 1024;
 
 /// The two subprotocols.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,7 +156,9 @@ pub async fn upgrade(server: Server, upgrade: WebSocketUpgrade, parts: &Parts) -
     let limit = server.state.config.body_limit;
     upgrade
         .protocols(["graphql-transport-ws", "graphql-ws"])
+        .read_buffer_size(READ_BUFFER_SIZE)
         .max_message_size(limit)
+        .max_frame_size(limit)
         .on_upgrade(move |socket| async move {
             let conn = Connection::new(server, protocol, peer, user_agent, header_token);
             conn.run(socket).await;
@@ -217,6 +226,11 @@ impl Connection {
                 break Close::With(1001, "server shutting down".to_owned());
             }
             tokio::select! {
+                // What the client sent comes first: on a busy server a
+                // connection may be polled only after its init deadline has
+                // passed, and a `connection_init` that arrived in time must
+                // then be answered rather than closed with 4408.
+                biased;
                 incoming = socket.recv() => {
                     let outcome = match incoming {
                         None | Some(Err(_)) => Err(Close::Gone),
@@ -494,7 +508,10 @@ impl Connection {
             return send_json(socket, json!({"type": "complete", "id": id})).await;
         };
         normalize_errors(&mut response);
-        let first = self.started.insert(id.clone());
+        let first = !self.started.contains(&id);
+        if first {
+            self.started.insert(id.clone());
+        }
         let failed_before_start =
             first && response.data == async_graphql::Value::Null && !response.errors.is_empty();
         if failed_before_start {
@@ -511,9 +528,34 @@ impl Connection {
             Protocol::TransportWs => "next",
             Protocol::Legacy => "data",
         };
-        let payload = serde_json::to_value(&response).unwrap_or(Value::Null);
-        send_json(socket, json!({"type": ty, "id": id, "payload": payload})).await
+        send_frame(socket, ty, &id, &response).await
     }
+}
+
+/// A message carrying an operation's result, serialised straight from the
+/// response (no intermediate JSON tree: this runs once per delivery).
+#[derive(serde::Serialize)]
+struct ResultFrame<'a> {
+    #[serde(rename = "type")]
+    ty: &'a str,
+    id: &'a str,
+    payload: &'a async_graphql::Response,
+}
+
+async fn send_frame(
+    socket: &mut WebSocket,
+    ty: &str,
+    id: &str,
+    payload: &async_graphql::Response,
+) -> Result<(), Close> {
+    let text = serde_json::to_string(&ResultFrame { ty, id, payload }).map_err(|e| {
+        tracing::error!(error = %e, "cannot serialise a subscription result");
+        Close::With(1011, "internal error".to_owned())
+    })?;
+    socket
+        .send(Message::Text(text.into()))
+        .await
+        .map_err(|_| Close::Gone)
 }
 
 async fn send_json(socket: &mut WebSocket, value: Value) -> Result<(), Close> {

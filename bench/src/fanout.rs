@@ -1,12 +1,24 @@
 //! Subscriber fan-out: `N` WebSocket subscribers of `eventCreated`, spread
 //! round-robin over the servers given (one, or several replicas on one
 //! PostgreSQL), while events are written at a fixed rate round-robin through
-//! the same servers. Reports the delivery latency (from the moment the
-//! `createEvent` request is sent to the moment a subscriber has the item),
-//! how many deliveries were missed, and each server's resident memory.
+//! the same servers. Reports the delivery latency, how many deliveries were
+//! missed, and each server's resident memory.
+//!
+//! What the latency is: from just before the `createEvent` request is
+//! written to the moment the subscriber's task has read the frame carrying
+//! that event off its socket. It therefore includes the write's commit, the
+//! notification (PostgreSQL), the server's fan-out, the loopback and the
+//! time this client's own tasks wait for a core: on a small machine the
+//! client competes with the servers, so the figures are an upper bound.
+//!
+//! The client is kept cheap so that it measures the servers rather than
+//! itself: each socket reads with a small buffer (tungstenite's default
+//! 128 KiB is zero-filled on every read attempt), and a frame is recognised
+//! by a substring search for its `fanout-<k>` message, without JSON parsing
+//! or allocation.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -15,6 +27,7 @@ use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::http::Conn;
 use crate::server::Server;
@@ -24,21 +37,46 @@ const SUBSCRIBE: &str =
     "subscription { eventCreated(filter: {sources: [\"fanout\"]}) { message } }";
 const CREATE: &str = "mutation($i: CreateEventInput!) { createEvent(input: $i) { id } }";
 
+/// Read buffer of each subscriber socket: the frames are a few hundred bytes.
+const READ_BUFFER: usize = 4 * 1024;
+
 /// The number in a delivered message `<prefix><n>`, if it is one.
 fn number_after(text: &str, prefix: &str) -> Option<usize> {
     let start = text.find(prefix)? + prefix.len();
-    let digits: String = text[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect();
-    digits.parse().ok()
+    let mut n: usize = 0;
+    let mut digits = 0;
+    for b in text.as_bytes()[start..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+    {
+        n = n.checked_mul(10)?.checked_add(usize::from(b - b'0'))?;
+        digits += 1;
+    }
+    (digits > 0).then_some(n)
 }
 
 struct Shared {
-    /// When event `k` was sent.
-    sent: Mutex<Vec<Option<Instant>>>,
+    /// The clock the send times count from.
+    epoch: Instant,
+    /// When event `k` was sent, in nanoseconds after `epoch` plus one (0: not
+    /// sent yet).
+    sent: Vec<AtomicU64>,
     /// Subscribers that have seen a probe.
     live: AtomicUsize,
+}
+
+impl Shared {
+    fn mark_sent(&self, k: usize) {
+        let nanos = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        self.sent[k].store(nanos + 1, Ordering::Release);
+    }
+
+    fn sent_at(&self, k: usize) -> Option<Instant> {
+        match self.sent[k].load(Ordering::Acquire) {
+            0 => None,
+            n => Some(self.epoch + Duration::from_nanos(n - 1)),
+        }
+    }
 }
 
 /// What one subscriber saw.
@@ -75,13 +113,15 @@ async fn subscriber(
         "sec-websocket-protocol",
         HeaderValue::from_static("graphql-transport-ws"),
     );
-    let mut ws = match tokio_tungstenite::connect_async(request).await {
-        Ok((ws, _)) => ws,
-        Err(e) => {
-            seen.error = Some(format!("connect: {e}"));
-            return seen;
-        }
-    };
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+    let mut ws =
+        match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
+            Ok((ws, _)) => ws,
+            Err(e) => {
+                seen.error = Some(format!("connect: {e}"));
+                return seen;
+            }
+        };
     let init =
         json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}});
     let sub = json!({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE}});
@@ -127,8 +167,7 @@ async fn subscriber(
             }
             got[k] = true;
             seen.distinct += 1;
-            let sent = shared.sent.lock().ok().and_then(|s| s[k]);
-            if let Some(at) = sent {
+            if let Some(at) = shared.sent_at(k) {
                 seen.latencies.push(now.saturating_duration_since(at));
             }
             if seen.distinct == events {
@@ -166,6 +205,34 @@ fn rss_mib(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// CPU time (user and system) a process has used, in seconds (Linux:
+/// `/proc/<pid>/stat`, in ticks of 1/100 s, the `USER_HZ` of every Linux
+/// build). `None` for a process this machine does not show.
+fn cpu_secs(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace();
+    let utime: f64 = fields.nth(11)?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// CPU seconds of each server, then of this client.
+fn cpu_now(servers: &[&Server]) -> (Vec<Option<f64>>, Option<f64>) {
+    let servers = servers
+        .iter()
+        .map(|s| s.pid().and_then(|p| cpu_secs(&p.to_string())))
+        .collect();
+    (servers, cpu_secs("self"))
+}
+
+/// Microseconds of CPU per delivery between two readings.
+fn us_per(before: Option<f64>, after: Option<f64>, delivered: usize) -> Option<f64> {
+    let (before, after) = (before?, after?);
+    (delivered > 0).then(|| (after - before) * 1e6 / delivered as f64)
+}
+
 /// One fan-out run with `n` subscribers over `servers`, `rate` events per
 /// second for `secs` seconds.
 pub async fn run(servers: &[&Server], n: usize, rate: u32, secs: u64) -> Value {
@@ -175,7 +242,8 @@ pub async fn run(servers: &[&Server], n: usize, rate: u32, secs: u64) -> Value {
         servers.len()
     );
     let shared = Arc::new(Shared {
-        sent: Mutex::new(vec![None; events]),
+        epoch: Instant::now(),
+        sent: (0..events).map(|_| AtomicU64::new(0)).collect(),
         live: AtomicUsize::new(0),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -211,6 +279,7 @@ pub async fn run(servers: &[&Server], n: usize, rate: u32, secs: u64) -> Value {
     let rss_loaded: Vec<Option<f64>> = servers.iter().map(|s| s.pid().and_then(rss_mib)).collect();
 
     // Publish at a fixed rate, round-robin through the servers.
+    let (cpu_servers_start, cpu_client_start) = cpu_now(servers);
     let period = Duration::from_secs_f64(1.0 / rate as f64);
     let publish_start = tokio::time::Instant::now();
     let mut publish_errors = 0u64;
@@ -218,9 +287,7 @@ pub async fn run(servers: &[&Server], n: usize, rate: u32, secs: u64) -> Value {
     for k in 0..events {
         tokio::time::sleep_until(publish_start + period * k as u32).await;
         let i = k % servers.len();
-        if let Ok(mut s) = shared.sent.lock() {
-            s[k] = Some(Instant::now());
-        }
+        shared.mark_sent(k);
         if let Err(e) = create(&mut conns[i], &servers[i].token, &format!("fanout-{k}")).await {
             publish_errors += 1;
             first_publish_error.get_or_insert(e);
@@ -232,6 +299,7 @@ pub async fn run(servers: &[&Server], n: usize, rate: u32, secs: u64) -> Value {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let rss_end: Vec<Option<f64>> = servers.iter().map(|s| s.pid().and_then(rss_mib)).collect();
+    let (cpu_servers_end, cpu_client_end) = cpu_now(servers);
     let _ = stop_tx.send(true);
     let mut latencies = Vec::new();
     let mut delivered = 0usize;
@@ -251,6 +319,15 @@ pub async fn run(servers: &[&Server], n: usize, rate: u32, secs: u64) -> Value {
     }
     let expected = n * events;
     let missed = expected.saturating_sub(delivered);
+    // CPU per delivery while publishing and draining: all servers together
+    // (each delivers its own subscribers' share), and this client.
+    let server_cpu: Option<f64> = cpu_servers_start
+        .iter()
+        .zip(&cpu_servers_end)
+        .map(|(a, b)| Some(b.as_ref()? - a.as_ref()?))
+        .sum();
+    let server_us = us_per(Some(0.0), server_cpu, delivered);
+    let client_us = us_per(cpu_client_start, cpu_client_end, delivered);
     let summary = Summary::new(
         delivered as u64,
         errors as u64,
@@ -269,6 +346,11 @@ pub async fn run(servers: &[&Server], n: usize, rate: u32, secs: u64) -> Value {
             .map(|r| r.map(|m| (m * 10.0).round() / 10.0))
             .collect::<Vec<_>>()
     );
+    if let (Some(server), Some(client)) = (server_us, client_us) {
+        println!(
+            "  CPU per delivery: servers {server:.2} µs, this client {client:.2} µs (publish and drain)"
+        );
+    }
     if let Some(e) = &first_error {
         println!("  first subscriber error: {e}");
     }
@@ -296,6 +378,7 @@ pub async fn run(servers: &[&Server], n: usize, rate: u32, secs: u64) -> Value {
         },
         "rss_mib_loaded": rss_loaded,
         "rss_mib_end": rss_end,
+        "cpu_us_per_delivery": {"servers": server_us, "client": client_us},
     })
 }
 
@@ -308,5 +391,10 @@ mod tests {
         let text = r#"{"id":"1","type":"next","payload":{"data":{"eventCreated":{"message":"fanout-42"}}}}"#;
         assert_eq!(number_after(text, "\"fanout-"), Some(42));
         assert_eq!(number_after(text, "\"probe-"), None);
+        assert_eq!(number_after("\"fanout-\"", "\"fanout-"), None);
+        assert_eq!(
+            number_after("\"fanout-99999999999999999999999\"", "\"fanout-"),
+            None
+        );
     }
 }

@@ -317,6 +317,40 @@ async fn ping_is_answered_with_pong() {
 }
 
 #[tokio::test]
+async fn messages_bigger_than_the_read_buffer_arrive_whole_up_to_the_body_limit() {
+    let app = TestApp::spawn_with(|c| c.body_limit = 64 * 1024).await;
+    let mut ws = app.ws(None).await;
+    // Several times the per-connection read buffer, within the body limit.
+    let big = "x".repeat(8 * sightline::ws::READ_BUFFER_SIZE);
+    ws.send(json!({"type": "ping", "payload": {"big": big}}))
+        .await;
+    let pong = ws.recv_json().await.unwrap();
+    assert_eq!(pong["type"], "pong");
+    assert_eq!(pong["payload"]["big"].as_str(), Some(big.as_str()));
+    // A document padded past the buffer with a comment still runs.
+    let query = format!(
+        "# {}\n{{ __typename }}",
+        "y".repeat(3 * sightline::ws::READ_BUFFER_SIZE)
+    );
+    ws.send(json!({"id": "big", "type": "subscribe", "payload": {"query": query}}))
+        .await;
+    let next = ws.recv_json().await.unwrap();
+    assert_eq!(next["type"], "next", "{next}");
+    assert_eq!(next["payload"]["data"]["__typename"], "Query");
+    assert_eq!(
+        ws.recv_json().await.unwrap(),
+        json!({"type": "complete", "id": "big"})
+    );
+    // Past the body limit the connection ends.
+    ws.send(json!({"type": "ping", "payload": {"big": "z".repeat(64 * 1024)}}))
+        .await;
+    match ws.recv().await {
+        Some(WsEvent::Closed(_, _)) => {}
+        other => panic!("expected the connection to end, got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn queries_run_over_the_socket_and_invalid_operations_get_an_error_message() {
     let app = TestApp::spawn().await;
     let mut ws = app.ws(None).await;
