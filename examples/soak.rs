@@ -3,9 +3,13 @@
 //! single and batch event ingest, metric batches, filtered event queries,
 //! metric series queries and incident changes, while `--subscribers` live
 //! `eventCreated` subscriptions stay open and `--rules` alert rules evaluate
-//! every few seconds. Every `--sample-secs` it prints the server's RSS (from
-//! `/proc/<pid>/status`) and the throughput; at the end, p50/p99 per
-//! operation and the error count.
+//! every few seconds. Metric batches spread over 500 hosts of one gauge, so
+//! each series gets about a sample a second, and each `metricSeries` reads
+//! ten of them over the last hour. Every `--sample-secs` it prints the
+//! server's RSS (from `/proc/<pid>/status`, with its anonymous, file and
+//! shared parts), the throughput, and the count, p99 and worst latency per
+//! operation over the interval; at the end, p50/p99 per operation over the
+//! whole run and the error count.
 //!
 //! Exit status 1 when any request failed, when a subscriber missed events,
 //! or when RSS grew by more than `--max-growth` percent from the end of the
@@ -61,6 +65,9 @@ struct Args {
     #[arg(long, default_value_t = 10.0)]
     max_growth: f64,
 }
+
+/// Hosts (label sets) of the `soak_load` metric; `metricSeries` reads ten.
+const SERIES: usize = 500;
 
 const OPS: [&str; 7] = [
     "createEvent",
@@ -133,15 +140,21 @@ fn truncate(s: &str) -> String {
     s.chars().take(300).collect()
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
+/// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `RssAnon`, `RssFile`,
+/// `RssShmem`).
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
+        .find(|l| l.split(':').next() == Some(field))?
         .split_whitespace()
         .nth(1)?
         .parse()
         .ok()
+}
+
+fn mib(kib: Option<u64>) -> f64 {
+    kib.unwrap_or(0) as f64 / 1024.0
 }
 
 async fn login(http: &reqwest::Client, base: &str, password: &str) -> String {
@@ -279,9 +292,12 @@ async fn worker(n: usize, client: Arc<Client>, stats: Arc<Stats>, stop: Arc<Atom
                     })
             }
             "submitMetrics(50)" => {
+                // Spread over SERIES hosts, so each series gets a sample
+                // every second or so (as from a scraper), not dozens a second.
                 let metrics: Vec<Value> = (0..50)
                     .map(|j| json!({"name": "soak_load", "metricType": "GAUGE",
-                        "value": ((i * 31 + j) % 100) as f64, "labels": {"host": format!("h{}", j % 10)}}))
+                        "value": ((i * 31 + j) % 100) as f64,
+                        "labels": {"host": format!("h{}", (n * 7919 + i * 50 + j) % SERIES)}}))
                     .collect();
                 client
                     .gql(
@@ -300,8 +316,8 @@ async fn worker(n: usize, client: Arc<Client>, stats: Arc<Stats>, stop: Arc<Atom
                 .map(drop),
             "metricSeries" => client
                 .gql(
-                    "{ metricSeries(name: \"soak_load\", step: 10, aggregation: AVG) { labels points { value } } }",
-                    json!({}),
+                    "query($re: String!) { metricSeries(name: \"soak_load\", matchers: [{label: \"host\", op: RE, value: $re}], step: 10, aggregation: AVG) { labels points { value } } }",
+                    json!({"re": format!("h{}[0-9]", i % 49 + 1)}),
                 )
                 .await
                 .map(drop),
@@ -435,25 +451,46 @@ async fn main() {
 
     let mut samples: Vec<(u64, u64)> = Vec::new();
     let mut last_requests = 0;
+    let mut seen: BTreeMap<&'static str, usize> = BTreeMap::new();
     let end = started + Duration::from_secs(args.seconds);
     println!(
-        "{:>6} {:>10} {:>10} {:>8}",
-        "t(s)", "RSS(MiB)", "req/s", "errors"
+        "{:>6} {:>10} {:>8} {:>8} {:>8} {:>10} {:>8}",
+        "t(s)", "RSS(MiB)", "anon", "file", "shmem", "req/s", "errors"
     );
     loop {
         let next = (Instant::now() + Duration::from_secs(args.sample_secs)).min(end);
         tokio::time::sleep_until(next.into()).await;
         let t = started.elapsed().as_secs();
-        let rss = rss_kib(args.pid).unwrap_or(0);
+        let rss = status_kib(args.pid, "VmRSS").unwrap_or(0);
         let requests = stats.requests.load(Ordering::Relaxed);
         let rate = (requests - last_requests) as f64 / args.sample_secs.max(1) as f64;
         last_requests = requests;
         samples.push((t, rss));
         println!(
-            "{t:>6} {:>10.1} {rate:>10.1} {:>8}",
+            "{t:>6} {:>10.1} {:>8.1} {:>8.1} {:>8.1} {rate:>10.1} {:>8}",
             rss as f64 / 1024.0,
+            mib(status_kib(args.pid, "RssAnon")),
+            mib(status_kib(args.pid, "RssFile")),
+            mib(status_kib(args.pid, "RssShmem")),
             stats.errors.load(Ordering::Relaxed)
         );
+        // p99 and worst latency per operation over this interval.
+        let lat = stats.latencies.lock().await;
+        let mut parts = Vec::new();
+        for op in OPS {
+            let all = lat.get(op).map(Vec::as_slice).unwrap_or_default();
+            let from = seen.insert(op, all.len()).unwrap_or(0).min(all.len());
+            let mut v = all[from..].to_vec();
+            v.sort_unstable();
+            let worst = v.last().map(|m| f64::from(*m) / 1000.0).unwrap_or(0.0);
+            parts.push(format!(
+                "{op} {}:{:.0}/{worst:.0}",
+                v.len(),
+                percentile(&v, 0.99)
+            ));
+        }
+        drop(lat);
+        println!("       count:p99/max ms  {}", parts.join("  "));
         if Instant::now() >= end {
             break;
         }

@@ -45,7 +45,7 @@ trap cleanup EXIT
 DATABASE_URL="${SOAK_DATABASE_URL:-sqlite://$WORK/sightline.db?mode=rwc}" \
 SIGHTLINE_ADDR="127.0.0.1:$PORT" \
 SIGHTLINE_ADMIN_PASSWORD="$SOAK_ADMIN_PASSWORD" \
-SIGHTLINE_LOG=warn \
+SIGHTLINE_LOG="${SOAK_SERVER_LOG:-warn}" \
 NO_COLOR=1 \
   "$DIR/sightline" >"$LOG" 2>&1 &
 SERVER_PID=$!
