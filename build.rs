@@ -40,7 +40,14 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("manifest dir"));
     let dist = root.join("playground").join("dist");
-    println!("cargo:rerun-if-changed=playground/dist");
+    // A missing path counts as changed on every build, which would rebuild
+    // the server each time; without `dist`, watch the folder it appears in
+    // (scanned recursively: any change there, `dist` appearing included).
+    if dist.is_dir() {
+        println!("cargo:rerun-if-changed=playground/dist");
+    } else {
+        println!("cargo:rerun-if-changed=playground");
+    }
     println!("cargo:rerun-if-changed=build.rs");
     let mut files = Vec::new();
     walk(&dist, &mut files);
