@@ -34,16 +34,8 @@ BIN="$TARGET/debug/sightline"
 
 rm -rf "$REPORT"
 mkdir -p "$REPORT"
-WORK=$(mktemp -d)
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-BASE="http://127.0.0.1:$PORT"
+. scripts/scratch-server.sh
 PASSWORD="fuzz-admin-$$-password"
-SERVER_PID=""
-cleanup() {
-  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 DATABASE_URL="sqlite://$WORK/sightline.db?mode=rwc" \
 SIGHTLINE_ADDR="127.0.0.1:$PORT" \
@@ -53,12 +45,7 @@ SIGHTLINE_LOGIN_MAX_FAILURES=1000000 \
 NO_COLOR=1 \
   "$BIN" >"$REPORT/server.log" 2>&1 &
 SERVER_PID=$!
-for _ in $(seq 1 300); do
-  curl -fsS "$BASE/readyz" >/dev/null 2>&1 && break
-  kill -0 "$SERVER_PID" 2>/dev/null || { echo "the server exited:"; cat "$REPORT/server.log"; exit 1; }
-  sleep 0.1
-done
-curl -fsS "$BASE/readyz" >/dev/null
+wait_ready /readyz "$REPORT/server.log"
 
 gql() { # token query variables-json
   local auth=()

@@ -25,16 +25,8 @@ echo
 cargo build -q --bin sightline
 BIN="${CARGO_TARGET_DIR:-target}/debug/sightline"
 
-WORK=$(mktemp -d)
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-BASE="http://127.0.0.1:$PORT"
+. scripts/scratch-server.sh
 PASSWORD="promtool-check-$$-password"
-SERVER_PID=""
-cleanup() {
-  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 DATABASE_URL="sqlite://$WORK/sightline.db?mode=rwc" \
 SIGHTLINE_ADDR="127.0.0.1:$PORT" \
@@ -44,12 +36,7 @@ SIGHTLINE_EVENT_PROCESSING_INTERVAL=1s \
   "$BIN" serve >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 
-for _ in $(seq 1 150); do
-  curl -fsS "$BASE/healthz" >/dev/null 2>&1 && break
-  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log"; echo "the server exited"; exit 1; }
-  sleep 0.2
-done
-curl -fsS "$BASE/healthz" >/dev/null
+wait_ready /healthz "$WORK/server.log"
 
 # gql QUERY [VARIABLES_JSON] -> prints `data` as JSON; fails on errors.
 gql() {

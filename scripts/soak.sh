@@ -30,17 +30,9 @@ else
   DIR="$TARGET/debug"
 fi
 
-WORK=$(mktemp -d)
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-BASE="http://127.0.0.1:$PORT"
+. scripts/scratch-server.sh
 export SOAK_ADMIN_PASSWORD="soak-admin-$$-password"
 LOG="$TARGET/soak-server.log"
-SERVER_PID=""
-cleanup() {
-  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 DATABASE_URL="${SOAK_DATABASE_URL:-sqlite://$WORK/sightline.db?mode=rwc}" \
 SIGHTLINE_ADDR="127.0.0.1:$PORT" \
@@ -49,12 +41,7 @@ SIGHTLINE_LOG="${SOAK_SERVER_LOG:-warn}" \
 NO_COLOR=1 \
   "$DIR/sightline" >"$LOG" 2>&1 &
 SERVER_PID=$!
-for _ in $(seq 1 300); do
-  curl -fsS "$BASE/readyz" >/dev/null 2>&1 && break
-  kill -0 "$SERVER_PID" 2>/dev/null || { echo "the server exited:"; cat "$LOG"; exit 1; }
-  sleep 0.1
-done
-curl -fsS "$BASE/readyz" >/dev/null
+wait_ready /readyz "$LOG"
 
 status=0
 "$DIR/examples/soak" --base "$BASE" --pid "$SERVER_PID" \

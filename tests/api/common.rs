@@ -274,6 +274,23 @@ impl TestApp {
         self.create_user(role).await.token
     }
 
+    /// Enqueues a task as the system would (no actor); it must not be
+    /// deduplicated away.
+    pub async fn enqueue(
+        &self,
+        task_type: &str,
+        payload: Value,
+    ) -> sightline::tasks::entity::task::Model {
+        sightline::tasks::service::enqueue(
+            &self.state,
+            None,
+            sightline::tasks::NewTask::new(task_type, payload),
+        )
+        .await
+        .expect("enqueue")
+        .expect("not deduplicated")
+    }
+
     /// Opens a WebSocket speaking `protocol` (not yet initialised).
     pub async fn ws_raw(&self, protocol: &str) -> Ws {
         let mut request = format!("ws://{}/graphql", self.addr)

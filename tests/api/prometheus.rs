@@ -381,13 +381,7 @@ async fn histogram_buckets_only_grow_and_end_at_the_count() {
         old.push((util::now() - chrono::Duration::days(200 + i), 0.01));
     }
     add_samples(&app, id, &old).await;
-    sightline::tasks::service::enqueue(
-        &app.state,
-        None,
-        sightline::tasks::NewTask::new("monitoring_data_retention", json!({})),
-    )
-    .await
-    .unwrap();
+    app.enqueue("monitoring_data_retention", json!({})).await;
     sightline::tasks::run_pending_tasks(&app.state)
         .await
         .unwrap();

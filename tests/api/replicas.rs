@@ -134,6 +134,16 @@ impl Replica {
         v["data"].clone()
     }
 
+    /// Writes probe event `k` (what [`make_live`] sends until subscribers see one).
+    async fn write_probe_event(&self, token: &str, k: usize) {
+        self.gql_ok(
+            Some(token),
+            CREATE_EVENT,
+            json!({"i": {"eventType": "LOG", "source": "probe", "message": format!("probe-{k}")}}),
+        )
+        .await;
+    }
+
     async fn login_admin(&self) -> String {
         let v = self
             .gql_ok(
@@ -313,14 +323,7 @@ async fn writes_on_any_replica_reach_subscribers_on_every_replica_once_and_in_co
     make_live(&mut event_subs, event_text, |k| {
         let r = &replicas[k % 3];
         let token = token.clone();
-        async move {
-            r.gql_ok(
-                Some(&token),
-                CREATE_EVENT,
-                json!({"i": {"eventType": "LOG", "source": "probe", "message": format!("probe-{k}")}}),
-            )
-            .await;
-        }
+        async move { r.write_probe_event(&token, k).await }
     })
     .await;
     make_live(&mut incident_subs, incident_text, |k| {
@@ -430,14 +433,7 @@ async fn a_replica_whose_listener_connection_is_killed_reports_the_gap_and_keeps
     make_live(&mut subs, event_text, |k| {
         let r = &replicas[1 + k % 2];
         let token = token.clone();
-        async move {
-            r.gql_ok(
-                Some(&token),
-                CREATE_EVENT,
-                json!({"i": {"eventType": "LOG", "source": "probe", "message": format!("probe-{k}")}}),
-            )
-            .await;
-        }
+        async move { r.write_probe_event(&token, k).await }
     })
     .await;
 

@@ -47,11 +47,14 @@ async fn scenario(
         WRONG_PASSWORD.to_owned(),
     ];
     let login = "mutation($u: String!, $p: String!) { login(input: {username: $u, password: $p}) { token user { id username } } }";
-    let v = gql(None, login, json!({"u": "admin", "p": admin_password})).await;
-    let admin = v["data"]["login"]["token"]
-        .as_str()
-        .expect("admin token")
-        .to_owned();
+    let log_in = async |u: &str, p: &str| -> String {
+        let v = gql(None, login, json!({"u": u, "p": p})).await;
+        v["data"]["login"]["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a token for {u}: {v}"))
+            .to_owned()
+    };
+    let admin = log_in("admin", admin_password).await;
     secrets.push(admin.clone());
 
     let v = gql(
@@ -95,11 +98,7 @@ async fn scenario(
         answers.push_str(&body);
     }
 
-    let v = gql(None, login, json!({"u": "secretive", "p": USER_PASSWORD})).await;
-    let user = v["data"]["login"]["token"]
-        .as_str()
-        .expect("user token")
-        .to_owned();
+    let user = log_in("secretive", USER_PASSWORD).await;
     secrets.push(user.clone());
     let (status, body) = rest(
         "POST",
@@ -133,11 +132,7 @@ async fn scenario(
     .await;
     assert!(v["errors"].is_null(), "{v}");
     answers.push_str(&v.to_string());
-    let v = gql(None, login, json!({"u": "secretive", "p": NEW_PASSWORD})).await;
-    let user = v["data"]["login"]["token"]
-        .as_str()
-        .expect("new token")
-        .to_owned();
+    let user = log_in("secretive", NEW_PASSWORD).await;
     secrets.push(user.clone());
 
     // An API key: shown once, used, listed (without the secret), revoked.

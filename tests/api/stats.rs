@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
-use sightline::tasks::NewTask;
-use sightline::tasks::service;
 use sightline::tasks::worker::run_pending_tasks;
 use sightline::util;
 
@@ -206,14 +204,7 @@ async fn the_figures_follow_ingest_alerts_incidents_and_retention() {
     assert_eq!(before["metricsLastHour"], 5);
 
     // Retention deletes the old rows and the totals follow exactly.
-    service::enqueue(
-        &app.state,
-        None,
-        NewTask::new("monitoring_data_retention", json!({})),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    app.enqueue("monitoring_data_retention", json!({})).await;
     let out = run_pending_tasks(&app.state).await.unwrap();
     assert!(!out.is_empty());
     let events_left = sightline::events::entity::Entity::find()

@@ -99,13 +99,6 @@ fn register_test_handlers(app: &TestApp) -> Arc<AtomicUsize> {
     runs
 }
 
-async fn enqueue(app: &TestApp, task_type: &str, payload: Value) -> task::Model {
-    service::enqueue(&app.state, None, NewTask::new(task_type, payload))
-        .await
-        .expect("enqueue")
-        .expect("not deduplicated")
-}
-
 async fn reload(app: &TestApp, id: Uuid) -> task::Model {
     service::find(&app.state.db, id).await.expect("task")
 }
@@ -118,7 +111,7 @@ fn secs(n: i64) -> chrono::Duration {
 async fn a_successful_task_stores_its_result() {
     let app = TestApp::spawn().await;
     register_test_handlers(&app);
-    let t = enqueue(&app, "test_echo", json!({"x": 1})).await;
+    let t = app.enqueue("test_echo", json!({"x": 1})).await;
     let outcomes = run_pending_tasks(&app.state).await.unwrap();
     assert_eq!(
         outcomes,
@@ -143,7 +136,7 @@ async fn failures_retry_with_growing_backoff_then_die_with_the_error() {
     })
     .await;
     register_test_handlers(&app);
-    let t = enqueue(&app, "test_fail", json!({})).await;
+    let t = app.enqueue("test_fail", json!({})).await;
     assert_eq!(t.max_attempts, 3, "the handler's own limit applies");
     let t0 = util::now();
 
@@ -208,7 +201,7 @@ async fn failures_retry_with_growing_backoff_then_die_with_the_error() {
 async fn a_permanent_failure_is_dead_at_once() {
     let app = TestApp::spawn().await;
     register_test_handlers(&app);
-    let t = enqueue(&app, "test_permanent", json!({})).await;
+    let t = app.enqueue("test_permanent", json!({})).await;
     let out = run_pending_tasks(&app.state).await.unwrap();
     assert!(matches!(&out[..], [Outcome::Dead { error, .. }] if error == "cannot ever work"));
     assert_eq!(reload(&app, t.id).await.attempts, 1);
@@ -218,8 +211,8 @@ async fn a_permanent_failure_is_dead_at_once() {
 async fn a_panicking_handler_fails_its_attempt_and_the_worker_goes_on() {
     let app = TestApp::spawn().await;
     register_test_handlers(&app);
-    let bad = enqueue(&app, "test_panic", json!({})).await;
-    let good = enqueue(&app, "test_echo", json!({})).await;
+    let bad = app.enqueue("test_panic", json!({})).await;
+    let good = app.enqueue("test_echo", json!({})).await;
     let out = run_pending_tasks(&app.state).await.unwrap();
     assert_eq!(out.len(), 2, "{out:?}");
     assert!(
@@ -235,7 +228,7 @@ async fn a_panicking_handler_fails_its_attempt_and_the_worker_goes_on() {
 async fn a_handler_past_its_timeout_is_stopped_and_retried() {
     let app = TestApp::spawn().await;
     register_test_handlers(&app);
-    let t = enqueue(&app, "test_slow", json!({})).await;
+    let t = app.enqueue("test_slow", json!({})).await;
     let started = std::time::Instant::now();
     let out = run_pending_tasks(&app.state).await.unwrap();
     assert!(
@@ -253,7 +246,7 @@ async fn a_handler_past_its_timeout_is_stopped_and_retried() {
 async fn a_crashed_workers_task_returns_to_the_queue_when_its_lease_expires() {
     let app = TestApp::spawn_with(|c| c.task_lease = Duration::from_secs(30)).await;
     let runs = register_test_handlers(&app);
-    let t = enqueue(&app, "test_count", json!({})).await;
+    let t = app.enqueue("test_count", json!({})).await;
     let now = util::now();
     // A worker claims it and "crashes": it never renews nor finishes.
     let claimed = service::claim(&app.state.db, "crashed-worker", now, now + secs(30))
@@ -320,7 +313,7 @@ async fn concurrent_claims_never_take_the_same_task() {
     register_test_handlers(&app);
     let mut ids = Vec::new();
     for i in 0..30 {
-        ids.push(enqueue(&app, "test_echo", json!({"i": i})).await.id);
+        ids.push(app.enqueue("test_echo", json!({"i": i})).await.id);
     }
     let now = util::now();
     let mut claimers = Vec::new();
@@ -354,7 +347,7 @@ async fn concurrent_claims_never_take_the_same_task() {
 async fn higher_priority_runs_first_and_future_tasks_wait() {
     let app = TestApp::spawn().await;
     register_test_handlers(&app);
-    let low = enqueue(&app, "test_echo", json!({"p": "low"})).await;
+    let low = app.enqueue("test_echo", json!({"p": "low"})).await;
     let mut high = NewTask::new("test_echo", json!({"p": "high"}));
     high.priority = Some(10);
     let high = service::enqueue(&app.state, None, high)
@@ -591,13 +584,7 @@ async fn event_processing_groups_repeats_and_extracts_correlation_ids() {
     unlevelled.tags = serde_json::Map::from_iter([("request_id".to_owned(), json!("mine"))]);
     let unlevelled = create_event(db, None, unlevelled).await.unwrap();
 
-    service::enqueue(
-        &app.state,
-        None,
-        NewTask::new("monitoring_event_processing", json!({})),
-    )
-    .await
-    .unwrap();
+    app.enqueue("monitoring_event_processing", json!({})).await;
     let out = run_pending_tasks(&app.state).await.unwrap();
     assert!(matches!(out[..], [Outcome::Succeeded { .. }]), "{out:?}");
 
@@ -652,13 +639,7 @@ async fn event_processing_groups_repeats_and_extracts_correlation_ids() {
         .unwrap()
         .unwrap();
     assert_eq!(done.result.unwrap()["processed"], 4);
-    service::enqueue(
-        &app.state,
-        None,
-        NewTask::new("monitoring_event_processing", json!({})),
-    )
-    .await
-    .unwrap();
+    app.enqueue("monitoring_event_processing", json!({})).await;
     run_pending_tasks(&app.state).await.unwrap();
     let all = task::Entity::find()
         .filter(task::Column::TaskType.eq("monitoring_event_processing"))
@@ -806,22 +787,15 @@ async fn retention_deletes_exactly_the_old_rows_and_reports_counts() {
     )
     .await;
     // A finished task older than the task retention, and a recent one.
-    let old_task = enqueue(&app, "test_echo", json!({})).await;
+    let old_task = app.enqueue("test_echo", json!({})).await;
     run_pending_tasks(&app.state).await.unwrap();
     let mut row: task::ActiveModel = reload(&app, old_task.id).await.into();
     row.finished_at = Set(Some(day(8)));
     row.update(db).await.unwrap();
-    let recent_task = enqueue(&app, "test_echo", json!({})).await;
+    let recent_task = app.enqueue("test_echo", json!({})).await;
     run_pending_tasks(&app.state).await.unwrap();
 
-    let retention = service::enqueue(
-        &app.state,
-        None,
-        NewTask::new("monitoring_data_retention", json!({})),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let retention = app.enqueue("monitoring_data_retention", json!({})).await;
     let out = run_pending_tasks(&app.state).await.unwrap();
     assert!(matches!(out[..], [Outcome::Succeeded { .. }]), "{out:?}");
     let result = reload(&app, retention.id).await.result.unwrap();
@@ -952,7 +926,7 @@ async fn retry_and_cancel_follow_the_life_cycle() {
     let retry = "mutation($id: ID!) { retryTask(input: {id: $id}) { id status attempts } }";
     let cancel = "mutation($id: ID!) { cancelTask(input: {id: $id}) { id status finishedAt } }";
 
-    let dead = enqueue(&app, "test_permanent", json!({})).await;
+    let dead = app.enqueue("test_permanent", json!({})).await;
     run_pending_tasks(&app.state).await.unwrap();
     let d = app
         .gql_ok(Some(&moderator), retry, json!({"id": dead.id.to_string()}))
@@ -972,7 +946,7 @@ async fn retry_and_cancel_follow_the_life_cycle() {
     assert!(d["cancelTask"]["finishedAt"].is_string());
     assert_eq!(run_pending_tasks(&app.state).await.unwrap(), vec![]);
     // A succeeded task can be neither cancelled nor retried.
-    let ok = enqueue(&app, "test_echo", json!({})).await;
+    let ok = app.enqueue("test_echo", json!({})).await;
     run_pending_tasks(&app.state).await.unwrap();
     for q in [retry, cancel] {
         let v = app
@@ -1006,11 +980,11 @@ async fn tasks_can_be_listed_filtered_paged_and_counted() {
     register_test_handlers(&app);
     let moderator = app.login_as("MODERATOR").await;
     for i in 0..5 {
-        enqueue(&app, "test_echo", json!({"i": i})).await;
+        app.enqueue("test_echo", json!({"i": i})).await;
     }
-    let failing = enqueue(&app, "test_permanent", json!({})).await;
+    let failing = app.enqueue("test_permanent", json!({})).await;
     run_pending_tasks(&app.state).await.unwrap();
-    enqueue(&app, "test_echo", json!({"i": "pending"})).await;
+    app.enqueue("test_echo", json!({"i": "pending"})).await;
 
     let list = "query($f: TaskFilter, $first: Int, $after: String) { tasks(filter: $f, first: $first, after: $after) { totalCount pageInfo { hasNextPage endCursor } edges { cursor node { id taskType status } } } }";
     let d = app
@@ -1098,7 +1072,7 @@ async fn tasks_can_be_listed_filtered_paged_and_counted() {
 async fn every_task_operation_requires_a_moderator() {
     let app = TestApp::spawn().await;
     register_test_handlers(&app);
-    let t = enqueue(&app, "test_echo", json!({})).await;
+    let t = app.enqueue("test_echo", json!({})).await;
     let user = app.login_as("USER").await;
     let moderator = app.login_as("MODERATOR").await;
     let id = t.id.to_string();
@@ -1181,7 +1155,7 @@ async fn a_long_attempt_renews_its_lease_so_nobody_else_takes_the_task() {
             }
         }),
     );
-    let t = enqueue(&app, "test_long", json!({})).await;
+    let t = app.enqueue("test_long", json!({})).await;
     let state = app.state.clone();
     let first =
         tokio::spawn(
@@ -1452,7 +1426,7 @@ async fn the_alert_worker_evaluates_rules_and_general_workers_leave_them_alone()
         .unwrap()
         .to_owned();
     register_test_handlers(&app);
-    let echo = enqueue(&app, "test_echo", json!({"n": 1})).await;
+    let echo = app.enqueue("test_echo", json!({"n": 1})).await;
     wait_until(
         Duration::from_secs(20),
         "a general worker runs the echo task",
