@@ -64,6 +64,25 @@ struct Args {
     /// Largest allowed RSS growth after warm-up, in percent.
     #[arg(long, default_value_t = 10.0)]
     max_growth: f64,
+    /// The server's SQLite file: each sample also gives its size and its
+    /// write-ahead log's, and the log must stay under `--max-wal-mib`.
+    #[arg(long)]
+    database_file: Option<std::path::PathBuf>,
+    /// Largest allowed SQLite write-ahead log, in MiB.
+    #[arg(long, default_value_t = 256)]
+    max_wal_mib: u64,
+}
+
+/// The size of a file in MiB (0 when it does not exist).
+fn file_mib(path: &std::path::Path) -> f64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) as f64 / (1024.0 * 1024.0)
+}
+
+/// The database file and its write-ahead log, in MiB.
+fn database_mib(file: &std::path::Path) -> (f64, f64) {
+    let mut wal = file.as_os_str().to_owned();
+    wal.push("-wal");
+    (file_mib(file), file_mib(std::path::Path::new(&wal)))
 }
 
 /// Hosts (label sets) of the `soak_load` metric; `metricSeries` reads ten.
@@ -450,6 +469,7 @@ async fn main() {
     )));
 
     let mut samples: Vec<(u64, u64)> = Vec::new();
+    let mut largest_wal: f64 = 0.0;
     let mut last_requests = 0;
     let mut seen: BTreeMap<&'static str, usize> = BTreeMap::new();
     let end = started + Duration::from_secs(args.seconds);
@@ -474,6 +494,11 @@ async fn main() {
             mib(status_kib(args.pid, "RssShmem")),
             stats.errors.load(Ordering::Relaxed)
         );
+        if let Some(file) = &args.database_file {
+            let (db, wal) = database_mib(file);
+            largest_wal = largest_wal.max(wal);
+            println!("       database {db:.1} MiB, write-ahead log {wal:.1} MiB");
+        }
         // p99 and worst latency per operation over this interval.
         let lat = stats.latencies.lock().await;
         let mut parts = Vec::new();
@@ -572,6 +597,16 @@ async fn main() {
     if growth > args.max_growth {
         println!("FAIL: RSS grew {growth:.1} % after warm-up");
         failed = true;
+    }
+    if args.database_file.is_some() {
+        println!(
+            "largest write-ahead log: {largest_wal:.1} MiB (limit {} MiB)",
+            args.max_wal_mib
+        );
+        if largest_wal > args.max_wal_mib as f64 {
+            println!("FAIL: the write-ahead log grew to {largest_wal:.1} MiB");
+            failed = true;
+        }
     }
     if failed {
         std::process::exit(1);

@@ -43,11 +43,14 @@ NO_COLOR=1 \
 SERVER_PID=$!
 wait_ready /readyz "$LOG"
 
+# On SQLite the soak also watches the database file and its write-ahead log.
+DB_FILE_ARGS=()
+[ -z "${SOAK_DATABASE_URL:-}" ] && DB_FILE_ARGS=(--database-file "$WORK/sightline.db")
 status=0
 "$DIR/examples/soak" --base "$BASE" --pid "$SERVER_PID" \
   --seconds "$SOAK_SECONDS" --sample-secs "$SOAK_SAMPLE_SECS" \
   --subscribers "$SOAK_SUBSCRIBERS" --workers "$SOAK_WORKERS" --rules "$SOAK_RULES" \
-  --max-growth "$SOAK_MAX_GROWTH" || status=$?
+  --max-growth "$SOAK_MAX_GROWTH" "${DB_FILE_ARGS[@]}" || status=$?
 kill -0 "$SERVER_PID" 2>/dev/null || { echo "the server died during the soak:"; tail -50 "$LOG"; exit 1; }
 if [ "$status" != 0 ]; then
   echo "soak failed; server log: $LOG"

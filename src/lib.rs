@@ -251,6 +251,11 @@ impl Application {
         if state.config.scheduler {
             background.push(tasks::scheduler::spawn(&state));
         }
+        background.extend(db::spawn_wal_keeper(
+            &state.db,
+            &state.config,
+            state.shutdown.clone(),
+        ));
         let _ = stop.wait_for(|s| *s).await;
         let drained = tokio::time::timeout(grace, async {
             let _ = serving.await;
