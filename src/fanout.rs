@@ -217,7 +217,7 @@ pub enum MemberItem {
     /// The next result, shared.
     Shared(Arc<SharedResult>),
     /// A result of its own (it fell behind: how many it missed).
-    Own(Response),
+    Own(Box<Response>),
     /// A result could not be serialised; the connection should close.
     Failed,
 }
@@ -384,7 +384,7 @@ impl Registry {
             |(mut rx, membership, root)| async move {
                 let item = match rx.recv().await? {
                     Msg::Result(r) => MemberItem::Shared(r),
-                    Msg::Lagged(n) => MemberItem::Own(root.lagged(n)),
+                    Msg::Lagged(n) => MemberItem::Own(Box::new(root.lagged(n))),
                     Msg::Failed => MemberItem::Failed,
                 };
                 Some((item, (rx, membership, root)))

@@ -172,7 +172,7 @@ pub async fn upgrade(server: Server, upgrade: WebSocketUpgrade, parts: &Parts) -
 /// What an operation's stream yields to its connection.
 enum OpItem {
     /// A result of the operation's own execution.
-    Own(async_graphql::Response),
+    Own(Box<async_graphql::Response>),
     /// A result of an execution shared with identical subscriptions.
     Shared(Arc<SharedResult>),
     /// A shared result could not be serialised.
@@ -455,7 +455,7 @@ impl Connection {
                     None => {
                         let request = prepare_request(request, &self.server.state, ctx);
                         crate::graphql::execute_stream(&self.server.schema, &limits, request)
-                            .map(OpItem::Own)
+                            .map(|response| OpItem::Own(Box::new(response)))
                             .boxed()
                     }
                 };
