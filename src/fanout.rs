@@ -545,6 +545,123 @@ mod tests {
         }
     }
 
+    fn event_root() -> Root {
+        shareable(&mut async_graphql::Request::new(
+            "subscription { eventCreated { message } }",
+        ))
+        .expect("shareable")
+    }
+
+    fn anonymous_key() -> Key {
+        Key::new(
+            &async_graphql::Request::new("subscription { eventCreated { message } }"),
+            &Auth::Anonymous,
+        )
+    }
+
+    /// The `data` of a shared result.
+    fn data(item: Option<MemberItem>) -> serde_json::Value {
+        match item {
+            Some(MemberItem::Shared(r)) => {
+                serde_json::from_str::<serde_json::Value>(&r.payload).unwrap()["data"].clone()
+            }
+            other => panic!("expected a shared result, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_late_member_gets_only_what_was_published_after_it_joined() {
+        let registry = Arc::new(Registry::default());
+        let topic = crate::pubsub::Topic::<u64>::new(16);
+        let source = |mark: SourceMark| {
+            topic
+                .subscribe_marked(Some(mark))
+                .map(|d| match d {
+                    crate::pubsub::Delivery::Item(n) => {
+                        Response::new(async_graphql::Value::from(n))
+                    }
+                    other => panic!("unexpected {other:?}"),
+                })
+                .boxed()
+        };
+        let mut first =
+            Box::pin(registry.join(anonymous_key(), event_root(), topic.sequence(), source));
+        // Published before the second member joins, and not yet run by the
+        // shared execution (this runtime has run nothing since).
+        topic.publish(1);
+        topic.publish(2);
+        let mut second = Box::pin(registry.join(
+            anonymous_key(),
+            event_root(),
+            topic.sequence(),
+            |_| futures_util::stream::empty().boxed(),
+        ));
+        topic.publish(3);
+        assert_eq!(registry.groups_running(), 1);
+        for n in [1, 2, 3] {
+            assert_eq!(data(first.next().await), serde_json::json!(n));
+        }
+        assert_eq!(data(second.next().await), serde_json::json!(3));
+        // The last member leaving ends the execution and its subscription.
+        drop(first);
+        drop(second);
+        assert_eq!(registry.groups_running(), 0);
+        for _ in 0..100 {
+            if topic.subscriber_count() == 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(topic.subscriber_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_member_that_falls_behind_is_told_how_many_it_missed_without_slowing_the_others() {
+        let registry = Arc::new(Registry::default());
+        let sequence = Sequence::default();
+        let (tx, rx) = mpsc::unbounded_channel::<Response>();
+        let mut rx = Some(rx);
+        let mut slow = Box::pin(
+            registry.join(anonymous_key(), event_root(), &sequence, |_| {
+                tokio_stream::wrappers::UnboundedReceiverStream::new(rx.take().unwrap()).boxed()
+            }),
+        );
+        let mut fast = Box::pin(
+            registry.join(anonymous_key(), event_root(), &sequence, |_| {
+                futures_util::stream::empty().boxed()
+            }),
+        );
+        let total = MEMBER_CAPACITY as u64 + 5;
+        for n in 0..total {
+            tx.send(Response::new(async_graphql::Value::from(n)))
+                .unwrap();
+            assert_eq!(data(fast.next().await), serde_json::json!(n));
+        }
+        for n in 0..MEMBER_CAPACITY as u64 {
+            assert_eq!(data(slow.next().await), serde_json::json!(n));
+        }
+        tx.send(Response::new(async_graphql::Value::from(total)))
+            .unwrap();
+        assert_eq!(data(fast.next().await), serde_json::json!(total));
+        match slow.next().await {
+            Some(MemberItem::Own(r)) => {
+                assert_eq!(r.errors.len(), 1);
+                assert!(
+                    r.errors[0].message.contains(" 5 events were skipped"),
+                    "{:?}",
+                    r.errors
+                );
+            }
+            other => panic!("expected the lag item, got {other:?}"),
+        }
+        assert_eq!(data(slow.next().await), serde_json::json!(total));
+        // The execution ending ends every member.
+        drop(tx);
+        assert!(fast.next().await.is_none());
+        assert!(slow.next().await.is_none());
+        assert_eq!(registry.groups_running(), 0);
+    }
+
     #[test]
     fn the_key_tells_callers_apart_but_not_their_credentials() {
         use crate::auth::{Credential, Identity};

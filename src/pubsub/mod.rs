@@ -126,7 +126,7 @@ impl SourceMark {
         SourceMark(Arc::new(AtomicU64::new(Self::UNMARKED)))
     }
 
-    fn set(&self, seq: u64) {
+    pub(crate) fn set(&self, seq: u64) {
         self.0.store(seq, Ordering::Release);
     }
 
@@ -176,6 +176,11 @@ impl<T: Clone + Send + 'static> Topic<T> {
         self.sequence.next(|seq| {
             let _ = self.tx.send((seq, Sent::Gap(phase)));
         });
+    }
+
+    /// The numbering of this topic's items.
+    pub fn sequence(&self) -> &Sequence {
+        &self.sequence
     }
 
     /// Number of live subscribers.
