@@ -14,6 +14,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod fanout;
 pub mod graphql;
 pub mod http;
 pub mod incidents;
@@ -140,6 +141,7 @@ impl Application {
             config: Arc::new(config),
             hub,
             ws_tracker: Arc::new(ws::ConnectionTracker::default()),
+            shared_subscriptions: Arc::new(fanout::Registry::default()),
             shutdown: shutdown_rx,
             tasks: task_registry,
             http_metrics: Arc::new(stats::telemetry::HttpMetrics::default()),

@@ -29,6 +29,8 @@ pub struct AppState {
     pub login_limiter: Arc<LoginLimiter>,
     /// Open WebSocket connections, so shutdown can wait for them.
     pub ws_tracker: Arc<crate::ws::ConnectionTracker>,
+    /// Executions shared by identical subscriptions (see [`crate::fanout`]).
+    pub shared_subscriptions: Arc<crate::fanout::Registry>,
     /// Becomes `true` when the server starts shutting down.
     pub shutdown: watch::Receiver<bool>,
     /// Background task handlers of this process, and the workers' wake-up signal.

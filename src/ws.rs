@@ -21,13 +21,14 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use futures_util::{Stream, StreamExt, stream};
+use futures_util::{FutureExt, SinkExt, Stream, StreamExt, stream};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_stream::StreamMap;
 
 use crate::auth::{Auth, Identity, RequestContext, service as auth_service};
+use crate::fanout::{MemberItem, SharedResult};
 use crate::graphql::{normalize_errors, prepare_request};
 use crate::http::Server;
 
@@ -42,6 +43,9 @@ const KEEPALIVE: Duration = Duration::from_secs(15);
 /// delivery. A bigger message (up to the body limit) still arrives whole:
 /// the buffer grows to the frame's length and is filled this much per read.
 pub const READ_BUFFER_SIZE: usize = 4 * 1024;
+/// Most results written to one connection before they are flushed: results
+/// already waiting when one is written go out with it, in one `send`.
+const MAX_BATCH: usize = 64;
 
 /// The two subprotocols.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,7 +169,19 @@ pub async fn upgrade(server: Server, upgrade: WebSocketUpgrade, parts: &Parts) -
         })
 }
 
-type OpStream = Pin<Box<dyn Stream<Item = Option<async_graphql::Response>> + Send>>;
+/// What an operation's stream yields to its connection.
+enum OpItem {
+    /// A result of the operation's own execution.
+    Own(Box<async_graphql::Response>),
+    /// A result of an execution shared with identical subscriptions.
+    Shared(Arc<SharedResult>),
+    /// A shared result could not be serialised.
+    Failed,
+    /// The operation ended.
+    End,
+}
+
+type OpStream = Pin<Box<dyn Stream<Item = OpItem> + Send>>;
 
 /// Why a connection ends.
 enum Close {
@@ -244,13 +260,30 @@ impl Connection {
                     }
                 }
                 Some((id, item)) = self.ops.next(), if !self.ops.is_empty() => {
-                    if auth_watch.has_changed().unwrap_or(false) {
-                        auth_watch.mark_unchanged();
-                        if let Err(close) = self.recheck_credentials().await {
-                            break close;
+                    // Write this result and those already waiting, then
+                    // flush them together.
+                    let mut next = Some((id, item));
+                    let mut written = 0;
+                    let mut outcome = Ok(());
+                    while let Some((id, item)) = next.take() {
+                        if auth_watch.has_changed().unwrap_or(false) {
+                            auth_watch.mark_unchanged();
+                            outcome = self.recheck_credentials().await;
+                            if outcome.is_err() {
+                                break;
+                            }
                         }
+                        outcome = self.deliver(&mut socket, id, item).await;
+                        written += 1;
+                        if outcome.is_err() || written == MAX_BATCH {
+                            break;
+                        }
+                        next = self.ops.next().now_or_never().flatten();
                     }
-                    if let Err(close) = self.deliver(&mut socket, id, item).await {
+                    if outcome.is_ok() {
+                        outcome = socket.flush().await.map_err(|_| Close::Gone);
+                    }
+                    if let Err(close) = outcome {
                         break close;
                     }
                 }
@@ -392,18 +425,47 @@ impl Connection {
                         .await;
                 }
                 let ctx = self.operation_context().await?;
-                let request = prepare_request(request, &self.server.state, ctx);
+                let mut request = request;
                 let counted = self.server.state.ws_tracker.operation();
                 let limits = crate::graphql::Limits::from_config(&self.server.state.config);
-                let stream: OpStream =
-                    crate::graphql::execute_stream(&self.server.schema, &limits, request)
-                        .map(Some)
-                        .chain(stream::once(async { None }))
-                        .map(move |item| {
-                            let _running = &counted;
-                            item
-                        })
-                        .boxed();
+                let items: OpStream = match crate::fanout::shareable(&mut request) {
+                    Some(root) => {
+                        let key = crate::fanout::Key::new(&request, &ctx.auth);
+                        let state = self.server.state.clone();
+                        let schema = self.server.schema.clone();
+                        self.server
+                            .state
+                            .shared_subscriptions
+                            .join(
+                                key,
+                                root,
+                                self.server.state.hub.topics().sequence(),
+                                move |mark| {
+                                    let request = prepare_request(request, &state, ctx).data(mark);
+                                    crate::graphql::execute_stream(&schema, &limits, request)
+                                },
+                            )
+                            .map(|item| match item {
+                                MemberItem::Shared(result) => OpItem::Shared(result),
+                                MemberItem::Own(response) => OpItem::Own(response),
+                                MemberItem::Failed => OpItem::Failed,
+                            })
+                            .boxed()
+                    }
+                    None => {
+                        let request = prepare_request(request, &self.server.state, ctx);
+                        crate::graphql::execute_stream(&self.server.schema, &limits, request)
+                            .map(|response| OpItem::Own(Box::new(response)))
+                            .boxed()
+                    }
+                };
+                let stream: OpStream = items
+                    .chain(stream::once(async { OpItem::End }))
+                    .map(move |item| {
+                        let _running = &counted;
+                        item
+                    })
+                    .boxed();
                 self.started.remove(&id);
                 self.ops.insert(id, stream);
                 Ok(())
@@ -489,11 +551,12 @@ impl Connection {
         }
     }
 
+    /// Writes one item of operation `id` to the socket, without flushing.
     async fn deliver(
         &mut self,
         socket: &mut WebSocket,
         id: String,
-        item: Option<async_graphql::Response>,
+        item: OpItem,
     ) -> Result<(), Close> {
         if let Some(identity) = &self.identity
             && identity.is_expired(crate::util::now())
@@ -503,32 +566,55 @@ impl Connection {
                 "Forbidden: credentials expired".to_owned(),
             ));
         }
-        let Some(mut response) = item else {
-            self.started.remove(&id);
-            return send_json(socket, json!({"type": "complete", "id": id})).await;
-        };
-        normalize_errors(&mut response);
-        let first = !self.started.contains(&id);
-        if first {
-            self.started.insert(id.clone());
-        }
-        let failed_before_start =
-            first && response.data == async_graphql::Value::Null && !response.errors.is_empty();
-        if failed_before_start {
-            self.ops.remove(&id);
-            self.started.remove(&id);
-            let errors = serde_json::to_value(&response.errors).unwrap_or(Value::Array(vec![]));
-            return send_json(
-                socket,
-                json!({"type": "error", "id": id, "payload": errors}),
-            )
-            .await;
-        }
         let ty = match self.protocol {
             Protocol::TransportWs => "next",
             Protocol::Legacy => "data",
         };
-        send_frame(socket, ty, &id, &response).await
+        match item {
+            OpItem::End => {
+                self.started.remove(&id);
+                feed_json(socket, json!({"type": "complete", "id": id})).await
+            }
+            OpItem::Failed => Err(Close::With(1011, "internal error".to_owned())),
+            OpItem::Own(mut response) => {
+                normalize_errors(&mut response);
+                let failed_before_start = self.first_result(&id)
+                    && response.data == async_graphql::Value::Null
+                    && !response.errors.is_empty();
+                if failed_before_start {
+                    self.ops.remove(&id);
+                    self.started.remove(&id);
+                    let errors =
+                        serde_json::to_value(&response.errors).unwrap_or(Value::Array(vec![]));
+                    return feed_json(
+                        socket,
+                        json!({"type": "error", "id": id, "payload": errors}),
+                    )
+                    .await;
+                }
+                feed_frame(socket, ty, &id, &response).await
+            }
+            OpItem::Shared(result) => {
+                if self.first_result(&id)
+                    && let Some(errors) = &result.errors_only
+                {
+                    self.ops.remove(&id);
+                    self.started.remove(&id);
+                    return feed_spliced(socket, "error", &id, errors).await;
+                }
+                feed_spliced(socket, ty, &id, &result.payload).await
+            }
+        }
+    }
+
+    /// Whether operation `id` has not delivered a result yet (and records
+    /// that it now does).
+    fn first_result(&mut self, id: &str) -> bool {
+        if self.started.contains(id) {
+            return false;
+        }
+        self.started.insert(id.to_owned());
+        true
     }
 }
 
@@ -542,7 +628,7 @@ struct ResultFrame<'a> {
     payload: &'a async_graphql::Response,
 }
 
-async fn send_frame(
+async fn feed_frame(
     socket: &mut WebSocket,
     ty: &str,
     id: &str,
@@ -553,7 +639,41 @@ async fn send_frame(
         Close::With(1011, "internal error".to_owned())
     })?;
     socket
-        .send(Message::Text(text.into()))
+        .feed(Message::Text(text.into()))
+        .await
+        .map_err(|_| Close::Gone)
+}
+
+/// The message `{"type":<ty>,"id":<id>,"payload":<payload>}`, with
+/// `payload` already JSON (a shared result, serialised once for all).
+fn spliced_frame(ty: &str, id: &str, payload: &str) -> String {
+    let id = serde_json::to_string(id).unwrap_or_else(|_| "\"\"".to_owned());
+    let mut text = String::with_capacity(32 + ty.len() + id.len() + payload.len());
+    text.push_str("{\"type\":\"");
+    text.push_str(ty);
+    text.push_str("\",\"id\":");
+    text.push_str(&id);
+    text.push_str(",\"payload\":");
+    text.push_str(payload);
+    text.push('}');
+    text
+}
+
+async fn feed_spliced(
+    socket: &mut WebSocket,
+    ty: &str,
+    id: &str,
+    payload: &str,
+) -> Result<(), Close> {
+    socket
+        .feed(Message::Text(spliced_frame(ty, id, payload).into()))
+        .await
+        .map_err(|_| Close::Gone)
+}
+
+async fn feed_json(socket: &mut WebSocket, value: Value) -> Result<(), Close> {
+    socket
+        .feed(Message::Text(value.to_string().into()))
         .await
         .map_err(|_| Close::Gone)
 }
@@ -654,6 +774,17 @@ mod tests {
         let r = truncate_reason(&long);
         assert!(r.len() <= 123);
         assert!(long.starts_with(&r));
+    }
+
+    #[test]
+    fn spliced_frames_are_the_json_they_stand_for() {
+        let payload = r#"{"data":{"eventCreated":{"message":"a\"b"}}}"#;
+        let text = spliced_frame("next", "id \"1\"\\", payload);
+        let value: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            value,
+            json!({"type": "next", "id": "id \"1\"\\", "payload": {"data": {"eventCreated": {"message": "a\"b"}}}})
+        );
     }
 
     #[test]

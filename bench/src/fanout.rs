@@ -145,6 +145,13 @@ async fn subscriber(
                 let _ = ws.send(Message::Pong(p)).await;
                 continue;
             }
+            Some(Ok(Message::Close(frame))) => {
+                seen.error = Some(match frame {
+                    Some(f) => format!("closed by the server: {} {}", u16::from(f.code), f.reason),
+                    None => "closed by the server".into(),
+                });
+                break;
+            }
             Some(Ok(_)) => continue,
             Some(Err(e)) => {
                 seen.error = Some(format!("receive: {e}"));

@@ -31,7 +31,7 @@ use crate::graphql::{TotalCount, parse_id};
 use crate::incidents::graphql::GqlSeverity as IncidentSeverityGql;
 use crate::metrics::graphql::{LabelMatcher, LabelMatcherInput};
 use crate::pagination::{Cursor, Page, PageArgs};
-use crate::pubsub::Delivery;
+use crate::pubsub::{Delivery, SourceMark};
 use crate::util;
 
 /// Where an alert stands.
@@ -1140,6 +1140,18 @@ impl AlertMutation {
     }
 }
 
+/// The error a lagging `alertStateChanged` subscriber receives before the
+/// stream goes on.
+pub fn lagged(n: u64) -> AppError {
+    AppError::new(
+        ErrorCode::Unavailable,
+        format!(
+            "{n} alert transitions were skipped because this subscriber fell behind; fetch them \
+             with alertHistory(filter: {{from: ...}}) and keep reading"
+        ),
+    )
+}
+
 /// Alert subscriptions.
 #[derive(Default)]
 pub struct AlertSubscription;
@@ -1166,7 +1178,12 @@ impl AlertSubscription {
                 .map(|st| AlertState::from(st).as_str().to_owned())
                 .collect()
         });
-        let stream = ctx.state().hub.topics().alerts.subscribe();
+        let stream = ctx
+            .state()
+            .hub
+            .topics()
+            .alerts
+            .subscribe_marked(ctx.data_opt::<SourceMark>().cloned());
         Ok(stream.filter_map(move |delivery| {
             let item = match delivery {
                 Delivery::Item(t) => {
@@ -1176,15 +1193,7 @@ impl AlertSubscription {
                             .is_none_or(|s| s.iter().any(|st| *st == t.to_state));
                     wanted.then(|| Ok(AlertTransition(t)))
                 }
-                Delivery::Lagged(n) => Some(Err(AppError::new(
-                    ErrorCode::Unavailable,
-                    format!(
-                        "{n} alert transitions were skipped because this subscriber fell \
-                         behind; fetch them with alertHistory(filter: {{from: ...}}) and keep \
-                         reading"
-                    ),
-                )
-                .into())),
+                Delivery::Lagged(n) => Some(Err(lagged(n).into())),
                 Delivery::Gap(phase) => Some(Err(phase
                     .error(
                         "alert transitions",

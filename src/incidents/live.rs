@@ -22,6 +22,20 @@ fn lagged(n: u64, resume: &str) -> AppError {
     )
 }
 
+const CREATED_RESUME: &str = "list `incidents` to catch up, then keep reading this stream";
+const UPDATED_RESUME: &str =
+    "re-read `incident(id)` (its `changes` hold every change) and keep reading this stream";
+
+/// The item an `incidentCreated` subscriber receives after `n` were skipped.
+pub fn created_lagged(n: u64) -> AppError {
+    lagged(n, CREATED_RESUME)
+}
+
+/// The item an `incidentUpdated` subscriber receives after `n` were skipped.
+pub fn updated_lagged(n: u64) -> AppError {
+    lagged(n, UPDATED_RESUME)
+}
+
 /// For `incidentCreated`: new incidents the subscriber may see.
 pub fn created_for(
     me: &Identity,
@@ -32,10 +46,7 @@ pub fn created_for(
             IncidentEvent::Created(m) if can_see(me, m) => Some(Ok(m.clone())),
             IncidentEvent::Created(_) | IncidentEvent::Updated(_) => None,
         },
-        Delivery::Lagged(n) => Some(Err(lagged(
-            n,
-            "list `incidents` to catch up, then keep reading this stream",
-        ))),
+        Delivery::Lagged(n) => Some(Err(created_lagged(n))),
         Delivery::Gap(phase) => Some(Err(phase.error("incidents", "list `incidents` to catch up"))),
     }
 }
@@ -53,10 +64,7 @@ pub fn updated_for(
             }
             IncidentEvent::Created(_) | IncidentEvent::Updated(_) => None,
         },
-        Delivery::Lagged(n) => Some(Err(lagged(
-            n,
-            "re-read `incident(id)` (its `changes` hold every change) and keep reading this stream",
-        ))),
+        Delivery::Lagged(n) => Some(Err(updated_lagged(n))),
         Delivery::Gap(phase) => Some(Err(phase.error(
             "incident changes",
             "re-read `incident(id)` (its `changes` hold every change)",

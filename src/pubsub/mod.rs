@@ -22,7 +22,8 @@
 pub mod notify;
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures_util::{Stream, StreamExt};
 use sea_orm::DatabaseTransaction;
@@ -85,27 +86,101 @@ enum Sent<T> {
     Gap(GapPhase),
 }
 
+/// Numbers everything published on the hub's topics, in publish order
+/// across all of them (1, 2, …). Shared subscription executions use it to
+/// tell a subscriber that joined late from the items published before it
+/// joined (see [`crate::fanout`]).
+#[derive(Debug, Default)]
+pub struct Sequence {
+    last: Mutex<u64>,
+}
+
+impl Sequence {
+    /// The number of the last item published on any topic (0: none yet).
+    /// Everything published later gets a higher one.
+    pub fn current(&self) -> u64 {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Numbers the next item and hands it to `send` under the same lock, so
+    /// items reach subscribers in the order of their numbers.
+    fn next<R>(&self, send: impl FnOnce(u64) -> R) -> R {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        *last += 1;
+        send(*last)
+    }
+}
+
+/// Where a subscription's source stream records the number of the item it
+/// handed out last, so whoever runs the subscription knows which published
+/// item each result comes from. Put it in the request data; the resolvers
+/// pass it to [`Topic::subscribe_marked`].
+#[derive(Debug, Clone)]
+pub struct SourceMark(Arc<AtomicU64>);
+
+impl SourceMark {
+    const UNMARKED: u64 = u64::MAX;
+
+    /// A mark with nothing recorded.
+    pub fn new() -> Self {
+        SourceMark(Arc::new(AtomicU64::new(Self::UNMARKED)))
+    }
+
+    pub(crate) fn set(&self, seq: u64) {
+        self.0.store(seq, Ordering::Release);
+    }
+
+    /// The number recorded since the last call, if any, and clears it.
+    pub fn take(&self) -> Option<u64> {
+        match self.0.swap(Self::UNMARKED, Ordering::AcqRel) {
+            Self::UNMARKED => None,
+            seq => Some(seq),
+        }
+    }
+}
+
+impl Default for SourceMark {
+    fn default() -> Self {
+        SourceMark::new()
+    }
+}
+
 /// One stream of published items of type `T`.
 #[derive(Debug)]
 pub struct Topic<T> {
-    tx: broadcast::Sender<Sent<T>>,
+    tx: broadcast::Sender<(u64, Sent<T>)>,
+    sequence: Arc<Sequence>,
 }
 
 impl<T: Clone + Send + 'static> Topic<T> {
-    /// A topic buffering `capacity` items per subscriber.
+    /// A topic buffering `capacity` items per subscriber, with its own
+    /// numbering.
     pub fn new(capacity: usize) -> Self {
+        Topic::numbered(capacity, Arc::new(Sequence::default()))
+    }
+
+    fn numbered(capacity: usize, sequence: Arc<Sequence>) -> Self {
         let (tx, _) = broadcast::channel(capacity);
-        Topic { tx }
+        Topic { tx, sequence }
     }
 
     /// Sends an item to every current subscriber (none is fine).
     pub fn publish(&self, item: T) {
-        let _ = self.tx.send(Sent::Item(item));
+        self.sequence.next(|seq| {
+            let _ = self.tx.send((seq, Sent::Item(item)));
+        });
     }
 
     /// Tells every current subscriber that items may have been missed.
     pub fn gap(&self, phase: GapPhase) {
-        let _ = self.tx.send(Sent::Gap(phase));
+        self.sequence.next(|seq| {
+            let _ = self.tx.send((seq, Sent::Gap(phase)));
+        });
+    }
+
+    /// The numbering of this topic's items.
+    pub fn sequence(&self) -> &Sequence {
+        &self.sequence
     }
 
     /// Number of live subscribers.
@@ -115,11 +190,31 @@ impl<T: Clone + Send + 'static> Topic<T> {
 
     /// A stream of everything published from now on.
     pub fn subscribe(&self) -> Pin<Box<dyn Stream<Item = Delivery<T>> + Send>> {
+        self.subscribe_marked(None)
+    }
+
+    /// [`Topic::subscribe`] that also records in `mark`, as it hands out
+    /// each delivery, the number of the published item it comes from (for
+    /// [`Delivery::Lagged`]: the last number published when the loss was
+    /// noticed, which is at least that of every item lost).
+    pub fn subscribe_marked(
+        &self,
+        mark: Option<SourceMark>,
+    ) -> Pin<Box<dyn Stream<Item = Delivery<T>> + Send>> {
+        let sequence = self.sequence.clone();
         BroadcastStream::new(self.tx.subscribe())
-            .map(|r| match r {
-                Ok(Sent::Item(item)) => Delivery::Item(item),
-                Ok(Sent::Gap(phase)) => Delivery::Gap(phase),
-                Err(BroadcastStreamRecvError::Lagged(n)) => Delivery::Lagged(n),
+            .map(move |r| {
+                let (seq, delivery) = match r {
+                    Ok((seq, Sent::Item(item))) => (seq, Delivery::Item(item)),
+                    Ok((seq, Sent::Gap(phase))) => (seq, Delivery::Gap(phase)),
+                    Err(BroadcastStreamRecvError::Lagged(n)) => {
+                        (sequence.current(), Delivery::Lagged(n))
+                    }
+                };
+                if let Some(mark) = &mark {
+                    mark.set(seq);
+                }
+                delivery
             })
             .boxed()
     }
@@ -127,6 +222,8 @@ impl<T: Clone + Send + 'static> Topic<T> {
 
 /// The topics of every domain; a domain that publishes adds its field here.
 pub struct Topics {
+    /// Numbers the items of all three topics.
+    sequence: Arc<Sequence>,
     /// Committed events, in commit order.
     pub events: Topic<Arc<crate::events::entity::Model>>,
     /// Created and changed incidents, in commit order.
@@ -137,11 +234,18 @@ pub struct Topics {
 
 impl Topics {
     fn new(capacity: usize) -> Self {
+        let sequence = Arc::new(Sequence::default());
         Topics {
-            events: Topic::new(capacity),
-            incidents: Topic::new(capacity),
-            alerts: Topic::new(capacity),
+            events: Topic::numbered(capacity, sequence.clone()),
+            incidents: Topic::numbered(capacity, sequence.clone()),
+            alerts: Topic::numbered(capacity, sequence.clone()),
+            sequence,
         }
+    }
+
+    /// The numbering shared by the topics.
+    pub fn sequence(&self) -> &Sequence {
+        &self.sequence
     }
 
     pub(crate) fn gap(&self, phase: GapPhase) {

@@ -7,6 +7,7 @@ mod alerts;
 mod auth;
 mod conformance;
 mod events;
+mod fanout;
 mod faults;
 mod hostile;
 mod incidents;
