@@ -61,6 +61,11 @@ const WAL_CHECK_EVERY: Duration = Duration::from_secs(2);
 /// finish in time checkpoints what it can and is tried again later).
 const WAL_RESTART_WAIT: Duration = Duration::from_millis(250);
 
+/// Whether a SQLite URL names an in-memory database.
+fn sqlite_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
 /// Opens the database named by the configuration.
 pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
     open(config, None).await
@@ -73,7 +78,7 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
 /// commit without waiting for the WAL flush.
 pub async fn connect_ingest(config: &Config) -> Result<Option<DatabaseConnection>, DbErr> {
     let url = config.database_url.as_str();
-    if url.contains(":memory:") || url.contains("mode=memory") {
+    if sqlite_in_memory(url) {
         return Ok(None);
     }
     open(config, Some(2)).await.map(Some)
@@ -119,7 +124,7 @@ async fn open(config: &Config, size: Option<u32>) -> Result<DatabaseConnection, 
             .foreign_keys(true)
             .pragma("temp_store", "memory")
             .pragma("cache_size", SQLITE_CACHE_KIB.to_string());
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let in_memory = sqlite_in_memory(url);
         let max = match (size, config.db_max_connections, in_memory) {
             (_, _, true) => 1,
             (Some(n), _, false) => n,
@@ -242,9 +247,7 @@ pub fn spawn_wal_keeper(
     config: &Config,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let url = config.database_url.as_str();
-    if Backend::of(db) != Backend::Sqlite || url.contains(":memory:") || url.contains("mode=memory")
-    {
+    if Backend::of(db) != Backend::Sqlite || sqlite_in_memory(&config.database_url) {
         return None;
     }
     let db = db.clone();
