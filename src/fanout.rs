@@ -222,7 +222,7 @@ pub enum MemberItem {
     Failed,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Msg {
     Result(Arc<SharedResult>),
     Lagged(u64),
@@ -274,12 +274,7 @@ impl Group {
                     Err(mpsc::error::TrySendError::Closed(_)) => continue,
                 }
             }
-            let copy = match msg {
-                Msg::Result(r) => Msg::Result(r.clone()),
-                Msg::Lagged(n) => Msg::Lagged(*n),
-                Msg::Failed => Msg::Failed,
-            };
-            if let Err(mpsc::error::TrySendError::Full(_)) = m.tx.try_send(copy) {
+            if let Err(mpsc::error::TrySendError::Full(_)) = m.tx.try_send(msg.clone()) {
                 m.dropped += 1;
             }
         }
@@ -319,6 +314,13 @@ impl Registry {
     {
         let (tx, rx) = mpsc::channel(MEMBER_CAPACITY);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // Called under the lock that hands out results (see below).
+        let member = || Member {
+            id,
+            joined_at: sequence.current(),
+            tx: tx.clone(),
+            dropped: 0,
+        };
         let mut groups = self.groups();
         let existing = groups.get(&key).cloned();
         let group = match existing {
@@ -329,12 +331,7 @@ impl Registry {
                 } else {
                     // Read under the members' lock: a result of any later
                     // item is handed out after this member is listed.
-                    members.list.push(Member {
-                        id,
-                        joined_at: sequence.current(),
-                        tx: tx.clone(),
-                        dropped: 0,
-                    });
+                    members.list.push(member());
                     drop(members);
                     Some(group)
                 }
@@ -347,12 +344,7 @@ impl Registry {
                 let group = Arc::new(Group {
                     id: self.next_id.fetch_add(1, Ordering::Relaxed),
                     members: Mutex::new(Members {
-                        list: vec![Member {
-                            id,
-                            joined_at: sequence.current(),
-                            tx: tx.clone(),
-                            dropped: 0,
-                        }],
+                        list: vec![member()],
                         closed: false,
                     }),
                     driver: Mutex::new(None),

@@ -638,10 +638,7 @@ async fn feed_frame(
         tracing::error!(error = %e, "cannot serialise a subscription result");
         Close::With(1011, "internal error".to_owned())
     })?;
-    socket
-        .feed(Message::Text(text.into()))
-        .await
-        .map_err(|_| Close::Gone)
+    feed_text(socket, text).await
 }
 
 /// The message `{"type":<ty>,"id":<id>,"payload":<payload>}`, with
@@ -665,15 +662,17 @@ async fn feed_spliced(
     id: &str,
     payload: &str,
 ) -> Result<(), Close> {
-    socket
-        .feed(Message::Text(spliced_frame(ty, id, payload).into()))
-        .await
-        .map_err(|_| Close::Gone)
+    feed_text(socket, spliced_frame(ty, id, payload)).await
 }
 
 async fn feed_json(socket: &mut WebSocket, value: Value) -> Result<(), Close> {
+    feed_text(socket, value.to_string()).await
+}
+
+/// Queues a text message without flushing (the caller flushes).
+async fn feed_text(socket: &mut WebSocket, text: String) -> Result<(), Close> {
     socket
-        .feed(Message::Text(value.to_string().into()))
+        .feed(Message::Text(text.into()))
         .await
         .map_err(|_| Close::Gone)
 }

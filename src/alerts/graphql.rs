@@ -31,7 +31,7 @@ use crate::graphql::{TotalCount, parse_id};
 use crate::incidents::graphql::GqlSeverity as IncidentSeverityGql;
 use crate::metrics::graphql::{LabelMatcher, LabelMatcherInput};
 use crate::pagination::{Cursor, Page, PageArgs};
-use crate::pubsub::{Delivery, SourceMark};
+use crate::pubsub::Delivery;
 use crate::util;
 
 /// Where an alert stands.
@@ -1178,12 +1178,7 @@ impl AlertSubscription {
                 .map(|st| AlertState::from(st).as_str().to_owned())
                 .collect()
         });
-        let stream = ctx
-            .state()
-            .hub
-            .topics()
-            .alerts
-            .subscribe_marked(ctx.data_opt::<SourceMark>().cloned());
+        let stream = ctx.live(|t| &t.alerts);
         Ok(stream.filter_map(move |delivery| {
             let item = match delivery {
                 Delivery::Item(t) => {

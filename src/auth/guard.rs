@@ -1,9 +1,13 @@
 //! Field guards and context accessors for resolvers.
 
+use std::pin::Pin;
+
 use async_graphql::{Context, Guard};
+use futures_util::Stream;
 
 use super::{Identity, RequestContext, Role};
 use crate::error::AppError;
+use crate::pubsub::{Delivery, SourceMark, Topic, Topics};
 use crate::state::AppState;
 
 /// Access to the request's caller and the app state from a resolver.
@@ -14,6 +18,13 @@ pub trait ContextExt {
     fn request(&self) -> &RequestContext;
     /// The caller, or `UNAUTHENTICATED`.
     fn identity(&self) -> Result<&Identity, AppError>;
+    /// Subscribes a subscription resolver to one of the hub's topics,
+    /// recording the item each delivery comes from when the subscription
+    /// shares its execution (see [`crate::fanout`]).
+    fn live<T: Clone + Send + 'static>(
+        &self,
+        topic: impl FnOnce(&Topics) -> &Topic<T>,
+    ) -> Pin<Box<dyn Stream<Item = Delivery<T>> + Send>>;
 }
 
 impl ContextExt for Context<'_> {
@@ -27,6 +38,13 @@ impl ContextExt for Context<'_> {
 
     fn identity(&self) -> Result<&Identity, AppError> {
         self.request().auth.identity()
+    }
+
+    fn live<T: Clone + Send + 'static>(
+        &self,
+        topic: impl FnOnce(&Topics) -> &Topic<T>,
+    ) -> Pin<Box<dyn Stream<Item = Delivery<T>> + Send>> {
+        topic(self.state().hub.topics()).subscribe_marked(self.data_opt::<SourceMark>().cloned())
     }
 }
 

@@ -24,7 +24,7 @@ use crate::error::{AppError, ErrorCode, FieldError};
 use crate::graphql::{TotalCount, parse_id};
 use crate::ingest::{BatchOutcome, Decoded};
 use crate::pagination::PageArgs;
-use crate::pubsub::{Delivery, SourceMark};
+use crate::pubsub::Delivery;
 
 /// The kind of an event.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -513,12 +513,7 @@ impl EventSubscription {
         #[graphql(desc = "Which events to deliver.")] filter: Option<EventFilterInput>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Event>>> {
         let filter = filter_of(filter)?;
-        let stream = ctx
-            .state()
-            .hub
-            .topics()
-            .events
-            .subscribe_marked(ctx.data_opt::<SourceMark>().cloned());
+        let stream = ctx.live(|t| &t.events);
         Ok(stream.filter_map(move |delivery| {
             let item = match delivery {
                 Delivery::Item(event) => filter.matches(&event).then(|| Ok(Event(event))),

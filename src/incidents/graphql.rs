@@ -36,7 +36,6 @@ use crate::error::AppError;
 use crate::events::graphql::{Event, GqlLevel};
 use crate::graphql::{TotalCount, parse_id};
 use crate::pagination::{Cursor, Page, PageArgs};
-use crate::pubsub::SourceMark;
 
 /// How bad an incident is.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -1389,12 +1388,7 @@ impl IncidentSubscription {
         ctx: &Context<'_>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Incident>>> {
         let me = ctx.identity()?.clone();
-        let stream = ctx
-            .state()
-            .hub
-            .topics()
-            .incidents
-            .subscribe_marked(ctx.data_opt::<SourceMark>().cloned());
+        let stream = ctx.live(|t| &t.incidents);
         Ok(stream.filter_map(move |d| {
             let item = live::created_for(&me, d).map(|r| r.map(Incident::one).map_err(Into::into));
             async move { item }
@@ -1412,12 +1406,7 @@ impl IncidentSubscription {
         let id = parse_id("id", &id)?;
         let me = ctx.identity()?.clone();
         // Subscribe first so nothing committed after the check is missed.
-        let stream = ctx
-            .state()
-            .hub
-            .topics()
-            .incidents
-            .subscribe_marked(ctx.data_opt::<SourceMark>().cloned());
+        let stream = ctx.live(|t| &t.incidents);
         service::get(&ctx.state().db, &me, id).await?;
         Ok(stream.filter_map(move |d| {
             let item = live::updated_for(&me, id, d)

@@ -36,6 +36,18 @@ async fn next_message(ws: &mut Ws) -> String {
         .to_owned()
 }
 
+/// The messages received before the one saying `end`.
+async fn messages_until_end(ws: &mut Ws) -> Vec<String> {
+    let mut got = Vec::new();
+    loop {
+        let m = next_message(ws).await;
+        if m == "end" {
+            return got;
+        }
+        got.push(m);
+    }
+}
+
 /// Writes probes (`source`, messages `probe-<k>`) until every connection
 /// received one: from then on each is known to be live. Returns the
 /// connections with the probes they received drained, so the next message
@@ -310,24 +322,13 @@ async fn a_member_joining_while_events_flow_misses_nothing_after_its_start() {
     create(&app, &token, "flow", "end").await;
 
     let all: Vec<String> = (0..TOTAL).map(|k| k.to_string()).collect();
-    let mut got = Vec::new();
-    loop {
-        let m = next_message(&mut first).await;
-        if m == "end" {
-            break;
-        }
-        got.push(m);
-    }
-    assert_eq!(got, all, "the first member");
+    assert_eq!(
+        messages_until_end(&mut first).await,
+        all,
+        "the first member"
+    );
     for (committed_before, mut ws) in joined {
-        let mut got = Vec::new();
-        loop {
-            let m = next_message(&mut ws).await;
-            if m == "end" {
-                break;
-            }
-            got.push(m);
-        }
+        let got = messages_until_end(&mut ws).await;
         // Nothing committed before it subscribed, then everything from its
         // first event on, in order.
         let start: usize = got.first().map_or(TOTAL, |m| m.parse().unwrap());
