@@ -43,6 +43,14 @@ const KEEPALIVE: Duration = Duration::from_secs(15);
 /// delivery. A bigger message (up to the body limit) still arrives whole:
 /// the buffer grows to the frame's length and is filled this much per read.
 pub const READ_BUFFER_SIZE: usize = 4 * 1024;
+/// Write buffer of each connection: what is queued for the socket is
+/// written out once it passes this size (and at every flush). tungstenite's
+/// out buffer keeps the largest capacity it ever reached for the life of the
+/// connection; with its default of 128 KiB, every subscriber that once got a
+/// burst of results kept up to that much, and a thousand subscribers grew
+/// the server by tens of MiB over a soak. A batch of results still goes out
+/// in a few `send` calls.
+pub const WRITE_BUFFER_SIZE: usize = 8 * 1024;
 /// Most results written to one connection before they are flushed: results
 /// already waiting when one is written go out with it, in one `send`.
 const MAX_BATCH: usize = 64;
@@ -161,6 +169,7 @@ pub async fn upgrade(server: Server, upgrade: WebSocketUpgrade, parts: &Parts) -
     upgrade
         .protocols(["graphql-transport-ws", "graphql-ws"])
         .read_buffer_size(READ_BUFFER_SIZE)
+        .write_buffer_size(WRITE_BUFFER_SIZE)
         .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| async move {
