@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
 };
@@ -21,10 +21,12 @@ use super::expr::{AlertExpr, MatchOp, Source, matches_all};
 use crate::error::{AppError, AppResult};
 use crate::events::entity as events;
 use crate::metrics::aggregate::MetricKind;
-use crate::metrics::entity::{family, sample, series};
+use crate::metrics::entity::{family, series};
+use crate::metrics::read::{SeriesSet, read_samples};
 
-/// Most series ids in one `IN (...)` list.
-const ID_CHUNK: usize = 900;
+/// Most series ids listed in a query: a family with more matching series
+/// is read through its family id.
+const ID_LIST_MAX: usize = 900;
 
 /// Why data could not be loaded within the limits.
 pub fn too_much_data(what: &str, limit: usize) -> AppError {
@@ -190,56 +192,19 @@ async fn load_samples(
     upto: Option<DateTime<Utc>>,
     max: usize,
 ) -> AppResult<WindowSamples> {
-    let mut out: HashMap<i64, Vec<(DateTime<Utc>, f64)>> = HashMap::new();
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let base = || {
-        let mut q = sample::Entity::find()
-            .select_only()
-            .column(sample::Column::SeriesId)
-            .column(sample::Column::Timestamp)
-            .column(sample::Column::Value)
-            .filter(sample::Column::Timestamp.gt(after));
-        if let Some(upto) = upto {
-            q = q.filter(sample::Column::Timestamp.lte(upto));
-        }
-        q.order_by_asc(sample::Column::SeriesId)
-            .order_by_asc(sample::Column::Timestamp)
-    };
-    let mut queries: Vec<Select<sample::Entity>> = Vec::new();
-    if ids.len() == family.series.len() && ids.len() > ID_CHUNK {
-        // Every series of the family: one query through the family.
-        queries.push(
-            base().filter(
-                sample::Column::SeriesId.in_subquery(
-                    Query::select()
-                        .column(series::Column::Id)
-                        .from(series::Entity)
-                        .and_where(Expr::col(series::Column::FamilyId).eq(family.id))
-                        .to_owned(),
-                ),
-            ),
-        );
+    // Every series of the family: through the family (no id list).
+    let set = if ids.len() == family.series.len() && ids.len() > ID_LIST_MAX {
+        SeriesSet::Family(family.id)
     } else {
-        for chunk in ids.chunks(ID_CHUNK) {
-            queries.push(base().filter(sample::Column::SeriesId.is_in(chunk.iter().copied())));
-        }
-    }
-    let mut loaded = 0usize;
-    for q in queries {
-        let remaining = max.saturating_sub(loaded);
-        let rows: Vec<(i64, DateTime<Utc>, f64)> =
-            q.limit(remaining as u64 + 1).into_tuple().all(db).await?;
-        if rows.len() > remaining {
-            return Err(too_much_data("samples", max));
-        }
-        loaded += rows.len();
-        for (id, at, value) in rows {
-            out.entry(id).or_default().push((at, value));
-        }
-    }
-    Ok(out.into_iter().map(|(id, s)| (id, Arc::new(s))).collect())
+        SeriesSet::Ids(ids)
+    };
+    let loaded = read_samples(db, set, after, upto, max)
+        .await?
+        .ok_or_else(|| too_much_data("samples", max))?;
+    Ok(loaded
+        .into_iter()
+        .map(|(id, s)| (id, Arc::new(s)))
+        .collect())
 }
 
 fn metric_name(expr: &AlertExpr) -> Option<&str> {

@@ -13,6 +13,7 @@ pub mod entity;
 pub mod exposition;
 pub mod graphql;
 pub mod model;
+pub mod read;
 pub mod service;
 pub mod store;
 

@@ -23,6 +23,7 @@ use sea_orm::{
 
 use super::aggregate::{Aggregation, MetricKind, bucketize, running_totals};
 use super::model::{NewMetric, labels_from_json};
+use super::read::{SeriesSet, read_samples};
 use super::store::{DEFAULT_MAX_SERIES, MetricBatch, MetricResult, StoredSample, store_batches};
 use crate::alerts::expr::{Matcher, matches_all};
 use crate::error::{AppError, AppResult, FieldError};
@@ -675,35 +676,22 @@ where
         return Ok(Vec::new());
     }
     let ids: Vec<i64> = series.iter().map(|s| s.0).collect();
-    let mut values = Vec::new();
-    let within = series_in(backend, &mut values, ids.clone());
-    values.push(lower.into());
-    values.push(to.into());
-    let sql = format!(
-        "SELECT s.series_id, s.\"timestamp\", s.value FROM metric_samples s WHERE {within} \
-         AND s.\"timestamp\" > ${} AND s.\"timestamp\" <= ${} \
-         ORDER BY s.series_id, s.\"timestamp\", s.id LIMIT {}",
-        values.len() - 1,
-        values.len(),
-        MAX_SAMPLES_READ + 1
-    );
-    let rows = txn.query_all_raw(stmt(backend, &sql, values)).await?;
-    if rows.len() > MAX_SAMPLES_READ {
+    let Some(mut samples) = read_samples(
+        &txn,
+        SeriesSet::Ids(&ids),
+        lower,
+        Some(to),
+        MAX_SAMPLES_READ,
+    )
+    .await?
+    else {
         return Err(AppError::bad_input(
             "from",
             format!(
                 "more than {MAX_SAMPLES_READ} samples fall in this range; use a shorter range or narrower matchers"
             ),
         ));
-    }
-    let mut samples: HashMap<i64, Vec<(DateTime<Utc>, f64)>> = HashMap::new();
-    for row in rows {
-        let id: i64 = row.try_get_by_index(0)?;
-        samples
-            .entry(id)
-            .or_default()
-            .push((row.try_get_by_index(1)?, row.try_get_by_index(2)?));
-    }
+    };
     let as_totals = kind == MetricKind::Counter && !reads_increments(q.aggregation);
     let mut later: HashMap<i64, f64> = HashMap::new();
     if as_totals {

@@ -415,6 +415,57 @@ async fn counters_add_up_gauges_keep_the_last_value_and_histograms_collect_obser
 }
 
 #[tokio::test]
+async fn series_points_carry_each_stored_value_exactly() {
+    let app = TestApp::spawn().await;
+    let token = app.login_as("USER").await;
+    let base = Utc
+        .timestamp_opt(Utc::now().timestamp() / 60 * 60 - 3600, 0)
+        .unwrap();
+    let at = |secs: i64| rfc3339(base + ChronoDuration::seconds(secs));
+    let values = [
+        0.1 + 0.2,
+        1.0 / 3.0,
+        1e-300,
+        f64::MAX,
+        -f64::MIN_POSITIVE,
+        123_456_789.123_456_79,
+        4e15 + 1.0,
+    ];
+    let mut items: Vec<Value> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| json!({"name": "awkward", "metricType": "GAUGE", "value": v, "timestamp": at(60 * i as i64 + 30)}))
+        .collect();
+    // Two samples at one instant: the one stored last is the step's last value.
+    let tie = at(60 * values.len() as i64 + 30);
+    items.push(json!({"name": "awkward", "metricType": "GAUGE", "value": 1.5, "timestamp": tie}));
+    items.push(json!({"name": "awkward", "metricType": "GAUGE", "value": 2.5, "timestamp": tie}));
+    let r = app
+        .gql_ok(Some(&token), SUBMIT_MANY, json!({"i": {"metrics": items}}))
+        .await;
+    assert_eq!(r["submitMetrics"]["accepted"], values.len() + 2, "{r}");
+    let v = app
+        .gql_ok(
+            Some(&token),
+            SERIES,
+            json!({"n": "awkward", "from": at(0), "to": at(60 * (values.len() as i64 + 1)), "step": 60, "a": "LAST"}),
+        )
+        .await;
+    let got: Vec<f64> = v["metricSeries"][0]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["value"].as_f64().unwrap())
+        .collect();
+    let mut want = values.to_vec();
+    want.push(2.5);
+    assert_eq!(got.len(), want.len(), "{v}");
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g.to_bits(), w.to_bits(), "got {g:e}, stored {w:e}");
+    }
+}
+
+#[tokio::test]
 async fn series_and_samples_are_selected_with_prometheus_matchers() {
     let app = TestApp::spawn().await;
     let token = app.login_as("USER").await;
