@@ -41,10 +41,11 @@ impl Backend {
 /// KiB (as a negative `cache_size`). Every connection fills its own cache
 /// as it reads different pages, and never gives it back, so the caches
 /// bound the server's memory: at 4 MiB each the shared pool's caches kept
-/// filling for the whole 10-minute soak (about 25 MiB of its RSS growth
-/// after warm-up; 16 MiB each, earlier, read as 160 MiB). Reads fall back
-/// to the OS page cache: 1 MiB each left the filtered query over 1M events
-/// at p95 1.73 ms (1.64 at 4 MiB) and single-event ingest unchanged.
+/// filling for the whole 10-minute soak (RSS grew 36 MiB after warm-up,
+/// 11–23 MiB at 1 MiB; 16 MiB each, earlier, read as 160 MiB). Reads fall
+/// back to the OS page cache: at 1 MiB each the filtered query over 1M
+/// events kept p95 1.7–2.0 ms (1.64 at 4 MiB) and single-event ingest its
+/// rate.
 const SQLITE_CACHE_KIB: i64 = -1000;
 
 /// SQLite page cache of each of the 2 ingest writers' connections, in KiB.

@@ -47,9 +47,9 @@ pub const READ_BUFFER_SIZE: usize = 4 * 1024;
 /// written out once it passes this size (and at every flush). tungstenite's
 /// out buffer keeps the largest capacity it ever reached for the life of the
 /// connection; with its default of 128 KiB, every subscriber that once got a
-/// burst of results kept up to that much, and a thousand subscribers grew
-/// the server by tens of MiB over a soak. A batch of results still goes out
-/// in a few `send` calls.
+/// burst of results could keep up to that much (128 MiB for a thousand).
+/// Now each keeps at most this plus one frame, and a batch of results still
+/// goes out in a few `send` calls.
 pub const WRITE_BUFFER_SIZE: usize = 8 * 1024;
 /// Most results written to one connection before they are flushed: results
 /// already waiting when one is written go out with it, in one `send`.
