@@ -41,16 +41,7 @@ pub async fn read_samples(
     let mut values: Vec<Value> = Vec::new();
     let within = match series {
         SeriesSet::Ids([]) => return Ok(Some(HashMap::new())),
-        SeriesSet::Ids(ids) => match backend {
-            DbBackend::Postgres => {
-                values.push(ids.to_vec().into());
-                "s.series_id = ANY($1::bigint[])".to_owned()
-            }
-            _ => {
-                values.push(serde_json::to_string(ids).unwrap_or_default().into());
-                "s.series_id IN (SELECT value FROM json_each($1))".to_owned()
-            }
-        },
+        SeriesSet::Ids(ids) => series_in(backend, &mut values, ids.to_vec()),
         SeriesSet::Family(id) => {
             values.push(id.into());
             "s.series_id IN (SELECT id FROM metric_series WHERE family_id = $1)".to_owned()
@@ -107,6 +98,27 @@ pub async fn read_samples(
         }
     }
     Ok((read <= max).then_some(out))
+}
+
+/// `series_id IN (ids)` with one parameter on either backend.
+pub(crate) fn series_in(backend: DbBackend, values: &mut Vec<Value>, ids: Vec<i64>) -> String {
+    match backend {
+        DbBackend::Postgres => {
+            values.push(ids.into());
+            format!("s.series_id = ANY(${}::bigint[])", values.len())
+        }
+        _ => {
+            values.push(
+                serde_json::to_string(&ids)
+                    .unwrap_or_else(|_| "[]".into())
+                    .into(),
+            );
+            format!(
+                "s.series_id IN (SELECT value FROM json_each(${}))",
+                values.len()
+            )
+        }
+    }
 }
 
 fn unreadable(item: &str) -> AppError {

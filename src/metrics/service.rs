@@ -23,7 +23,7 @@ use sea_orm::{
 
 use super::aggregate::{Aggregation, MetricKind, bucketize, running_totals};
 use super::model::{NewMetric, labels_from_json};
-use super::read::{SeriesSet, read_samples};
+use super::read::{SeriesSet, read_samples, series_in};
 use super::store::{DEFAULT_MAX_SERIES, MetricBatch, MetricResult, StoredSample, store_batches};
 use crate::alerts::expr::{Matcher, matches_all};
 use crate::error::{AppError, AppResult, FieldError};
@@ -373,27 +373,6 @@ async fn matching_series(
         }
     }
     Ok(Some(ids))
-}
-
-/// `series_id IN (ids)` with one parameter on either backend.
-fn series_in(backend: DbBackend, values: &mut Vec<Value>, ids: Vec<i64>) -> String {
-    match backend {
-        DbBackend::Postgres => {
-            values.push(ids.into());
-            format!("s.series_id = ANY(${}::bigint[])", values.len())
-        }
-        _ => {
-            values.push(
-                serde_json::to_string(&ids)
-                    .unwrap_or_else(|_| "[]".into())
-                    .into(),
-            );
-            format!(
-                "s.series_id IN (SELECT value FROM json_each(${}))",
-                values.len()
-            )
-        }
-    }
 }
 
 /// The cursor of a sample: `(timestamp, id)` under the sample tag.

@@ -23,6 +23,13 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// A whole minute about an hour ago: samples placed from it fall in
+/// predictable steps.
+fn an_hour_ago_on_the_minute() -> DateTime<Utc> {
+    Utc.timestamp_opt(Utc::now().timestamp() / 60 * 60 - 3600, 0)
+        .unwrap()
+}
+
 async fn submit(app: &TestApp, token: &str, input: Value) -> Value {
     app.gql(Some(token), SUBMIT, json!({ "i": input })).await
 }
@@ -315,9 +322,7 @@ async fn beyond_the_series_cap_new_label_sets_are_refused_naming_the_busiest_lab
 async fn counters_add_up_gauges_keep_the_last_value_and_histograms_collect_observations() {
     let app = TestApp::spawn().await;
     let token = app.login_as("USER").await;
-    let base = Utc
-        .timestamp_opt(Utc::now().timestamp() / 60 * 60 - 3600, 0)
-        .unwrap();
+    let base = an_hour_ago_on_the_minute();
     let at = |secs: i64| rfc3339(base + ChronoDuration::seconds(secs));
     let mut items = Vec::new();
     // Counter increments: 1, 2 in the first minute; 3 in the second; 4 in the third.
@@ -418,9 +423,7 @@ async fn counters_add_up_gauges_keep_the_last_value_and_histograms_collect_obser
 async fn series_points_carry_each_stored_value_exactly() {
     let app = TestApp::spawn().await;
     let token = app.login_as("USER").await;
-    let base = Utc
-        .timestamp_opt(Utc::now().timestamp() / 60 * 60 - 3600, 0)
-        .unwrap();
+    let base = an_hour_ago_on_the_minute();
     let at = |secs: i64| rfc3339(base + ChronoDuration::seconds(secs));
     let values = [
         0.1 + 0.2,
