@@ -14,7 +14,8 @@ use sea_orm::{
     SqlxSqliteConnector,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection};
 
 use crate::config::Config;
 
@@ -135,13 +136,15 @@ async fn open(config: &Config, size: Option<u32>) -> Result<DatabaseConnection, 
     } else if url.starts_with("sqlite:") {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| DbErr::Custom(format!("invalid DATABASE_URL: {e}")))?
-            .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(SQLITE_BUSY_TIMEOUT)
             .foreign_keys(true)
             .pragma("temp_store", "memory")
             .pragma("cache_size", sqlite_cache_kib(size).to_string());
         let in_memory = sqlite_in_memory(url);
+        if !in_memory {
+            sqlite_use_wal(&options).await?;
+        }
         let max = match (size, config.db_max_connections, in_memory) {
             (_, _, true) => 1,
             (Some(n), _, false) => n,
@@ -163,6 +166,56 @@ async fn open(config: &Config, size: Option<u32>) -> Result<DatabaseConnection, 
             "unsupported DATABASE_URL `{}`: use sqlite://... or postgres://...",
             redact_url(url)
         )))
+    }
+}
+
+/// Switches a SQLite file to WAL mode on one connection of its own, before
+/// any pool opens it. WAL is a property of the file, kept across
+/// connections and restarts, so pool connections need not ask for it. When
+/// each did, every new connection (a pool's first one and its
+/// `min_connections` filler at start, or one opened later under load) ran
+/// the switch. It reads the file's header and then needs the write lock,
+/// and SQLite answers busy at once there instead of calling the busy
+/// handler (waiting while holding a read lock could deadlock): two
+/// connections switching a new file together, one failed with "database is
+/// locked" and the server did not start (CI, once). Here a busy answer is
+/// retried until [`SQLITE_BUSY_TIMEOUT`], as the busy handler would have.
+async fn sqlite_use_wal(options: &SqliteConnectOptions) -> Result<(), DbErr> {
+    let open = |e: sqlx::Error| DbErr::Custom(format!("cannot open SQLite database: {e}"));
+    let mut conn = options.connect().await.map_err(open)?;
+    let deadline = tokio::time::Instant::now() + SQLITE_BUSY_TIMEOUT;
+    let mode = loop {
+        match sqlx::query_scalar::<_, String>("PRAGMA journal_mode = WAL")
+            .fetch_one(&mut conn)
+            .await
+        {
+            Ok(mode) => break mode,
+            Err(e) if sqlite_busy(&e) && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(open(e)),
+        }
+    };
+    conn.close().await.map_err(open)?;
+    if mode.eq_ignore_ascii_case("wal") {
+        Ok(())
+    } else {
+        Err(DbErr::Custom(format!(
+            "cannot open SQLite database: it stays in journal mode `{mode}` instead of WAL \
+             (WAL needs write access and a local file system with shared memory)"
+        )))
+    }
+}
+
+/// Whether SQLite answered `SQLITE_BUSY` (or one of its extended codes).
+fn sqlite_busy(e: &sqlx::Error) -> bool {
+    const SQLITE_BUSY: i32 = 5;
+    match e {
+        sqlx::Error::Database(e) => e
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| code & 0xff == SQLITE_BUSY),
+        _ => false,
     }
 }
 
@@ -395,7 +448,58 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn every_pooled_sqlite_connection_has_the_bounded_page_cache() {
+    async fn switching_to_wal_waits_for_a_writer_in_the_old_journal() {
+        // A file in rollback-journal mode with another connection in a write
+        // transaction. The switch reads the header, then needs the write
+        // lock; SQLite answers busy at once instead of calling the busy
+        // handler (waiting while holding the read lock could deadlock), as it
+        // did when two new connections switched a new file at the same time.
+        // The server waits for the lock instead of failing to start.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let mut writer = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&mut writer)
+            .await
+            .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut writer)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&mut writer)
+            .await
+            .unwrap();
+        let config = Config::for_tests(&url);
+        let mut opening = tokio::spawn(async move { connect(&config).await });
+        // The opener keeps trying while the writer holds its lock.
+        if let Ok(early) = tokio::time::timeout(Duration::from_millis(300), &mut opening).await {
+            panic!(
+                "done while the writer held its lock: {:?}",
+                early.unwrap().err()
+            );
+        }
+        sqlx::query("COMMIT").execute(&mut writer).await.unwrap();
+        let db = opening.await.unwrap().unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(db.get_sqlite_connection_pool())
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
+            .fetch_one(db.get_sqlite_connection_pool())
+            .await
+            .unwrap();
+        assert_eq!(rows, 1, "the writer's row is kept");
+    }
+
+    #[tokio::test]
+    async fn every_pooled_sqlite_connection_is_in_wal_mode_with_the_bounded_page_cache() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
         let config = Config::for_tests(&url);
@@ -416,6 +520,12 @@ mod tests {
                     .await
                     .unwrap();
                 assert_eq!(size, want);
+                // Set once on the file, not by each connection.
+                let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                    .fetch_one(&mut **conn)
+                    .await
+                    .unwrap();
+                assert_eq!(mode, "wal");
             }
         }
     }
