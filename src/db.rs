@@ -310,6 +310,81 @@ pub async fn keep_wal_small(db: &DatabaseConnection, max_frames: i64) -> Result<
     })
 }
 
+/// How often the statistics keeper looks at PostgreSQL's tables.
+const STATS_CHECK_EVERY: Duration = Duration::from_secs(30);
+
+/// Rows changed since a table's last `ANALYZE`, as a share of its rows,
+/// beyond which [`analyze_stale_tables`] analyzes it again (autovacuum's
+/// default is the same 10 %).
+const STATS_STALE_SHARE: f64 = 0.1;
+
+/// Rows changed since the last `ANALYZE` below which a table is left alone
+/// however small it is.
+const STATS_STALE_MIN_ROWS: i64 = 1000;
+
+/// Runs `ANALYZE` on each of this schema's tables whose planner statistics
+/// are stale (more than [`STATS_STALE_SHARE`] of its rows, and at least
+/// [`STATS_STALE_MIN_ROWS`], changed since they were gathered), and returns
+/// their names. PostgreSQL's autovacuum does this where it is on; where it
+/// is off (some managed and CI configurations) the planner kept estimating
+/// from an empty `events` table, chose a bitmap scan of a million rows for a
+/// filtered list (105 ms instead of 19 ms at 800k events), and a 10-minute
+/// soak lost most of its throughput.
+pub async fn analyze_stale_tables(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+    let pool = db.get_postgres_connection_pool();
+    let query = |e: sqlx::Error| DbErr::Custom(format!("statistics check failed: {e}"));
+    let stale: Vec<String> = sqlx::query_scalar(
+        "SELECT relname::text FROM pg_stat_user_tables \
+         WHERE schemaname = current_schema() \
+           AND n_mod_since_analyze >= $1 \
+           AND n_mod_since_analyze > $2 * n_live_tup \
+         ORDER BY relname",
+    )
+    .bind(STATS_STALE_MIN_ROWS)
+    .bind(STATS_STALE_SHARE)
+    .fetch_all(pool)
+    .await
+    .map_err(query)?;
+    for table in &stale {
+        let quoted = format!("\"{}\"", table.replace('"', "\"\""));
+        sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {quoted}")))
+            .execute(pool)
+            .await
+            .map_err(query)?;
+    }
+    Ok(stale)
+}
+
+/// Runs [`analyze_stale_tables`] every half minute until `stop` turns true;
+/// `None` for SQLite, whose planner works without gathered statistics.
+pub fn spawn_stats_keeper(
+    db: &DatabaseConnection,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if Backend::of(db) != Backend::Postgres {
+        return None;
+    }
+    let db = db.clone();
+    Some(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                _ = tokio::time::sleep(STATS_CHECK_EVERY) => {}
+            }
+            let started = std::time::Instant::now();
+            match analyze_stale_tables(&db).await {
+                Ok(tables) if !tables.is_empty() => tracing::debug!(
+                    ?tables,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "PostgreSQL statistics refreshed"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "PostgreSQL statistics refresh failed"),
+            }
+        }
+    }))
+}
+
 /// Runs [`keep_wal_small`] every few seconds until `stop` turns true; `None`
 /// for PostgreSQL and in-memory SQLite, which have no log to keep.
 pub fn spawn_wal_keeper(

@@ -258,6 +258,7 @@ impl Application {
             &state.config,
             state.shutdown.clone(),
         ));
+        background.extend(db::spawn_stats_keeper(&state.db, state.shutdown.clone()));
         let _ = stop.wait_for(|s| *s).await;
         let drained = tokio::time::timeout(grace, async {
             let _ = serving.await;

@@ -1260,3 +1260,62 @@ async fn a_flood_of_concurrent_single_events_is_all_stored_with_distinct_commit_
     by_commit.dedup();
     assert_eq!(by_commit.len(), 64);
 }
+
+#[tokio::test]
+async fn postgres_planner_statistics_are_gathered_after_bulk_ingest() {
+    if !crate::common::backend_is_postgres() {
+        eprintln!(
+            "skipping postgres_planner_statistics_are_gathered_after_bulk_ingest: planner statistics are PostgreSQL's; set TEST_DATABASE_URL=postgres://... to run it"
+        );
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let token = app.login_as("USER").await;
+    for batch in 0..3 {
+        let items: Vec<Value> = (0..1000)
+            .map(|i| json!({"eventType": "LOG", "source": format!("bulk-{batch}"), "message": format!("m{i}")}))
+            .collect();
+        let r = app
+            .gql_ok(Some(&token), CREATE_MANY, json!({"i": {"events": items}}))
+            .await;
+        assert_eq!(r["createEvents"]["accepted"], 1000);
+    }
+    let pool = app.state.db.get_postgres_connection_pool().clone();
+    // PostgreSQL counts the inserts once the writing backend reports them
+    // (within a second); the server's own keeper may analyze first.
+    wait_until(Duration::from_secs(30), "events analyzed", || {
+        let db = app.state.db.clone();
+        let pool = pool.clone();
+        async move {
+            let refreshed = sightline::db::analyze_stale_tables(&db)
+                .await
+                .map_err(|e| e.to_string())?;
+            let analyzed: bool = sqlx::query_scalar(
+                "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables \
+                 WHERE relname = 'events' AND schemaname = current_schema()",
+            )
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| e.to_string())?;
+            if refreshed.iter().any(|t| t == "events") || analyzed {
+                Ok(())
+            } else {
+                Err(format!("refreshed {refreshed:?}"))
+            }
+        }
+    })
+    .await;
+    let estimate: f32 = sqlx::query_scalar(
+        "SELECT reltuples FROM pg_class WHERE relname = 'events' \
+         AND relnamespace = current_schema()::regnamespace",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(estimate >= 3000.0, "the planner's row estimate: {estimate}");
+    // Fresh statistics are left alone.
+    let again = sightline::db::analyze_stale_tables(&app.state.db)
+        .await
+        .unwrap();
+    assert!(!again.iter().any(|t| t == "events"), "{again:?}");
+}
