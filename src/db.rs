@@ -359,18 +359,15 @@ pub async fn analyze_stale_tables(db: &DatabaseConnection) -> Result<Vec<String>
 /// `None` for SQLite, whose planner works without gathered statistics.
 pub fn spawn_stats_keeper(
     db: &DatabaseConnection,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     if Backend::of(db) != Backend::Postgres {
         return None;
     }
     let db = db.clone();
-    Some(tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => break,
-                _ = tokio::time::sleep(STATS_CHECK_EVERY) => {}
-            }
+    Some(spawn_every(STATS_CHECK_EVERY, stop, move || {
+        let db = db.clone();
+        async move {
             let started = std::time::Instant::now();
             match analyze_stale_tables(&db).await {
                 Ok(tables) if !tables.is_empty() => tracing::debug!(
@@ -390,18 +387,15 @@ pub fn spawn_stats_keeper(
 pub fn spawn_wal_keeper(
     db: &DatabaseConnection,
     config: &Config,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     if Backend::of(db) != Backend::Sqlite || sqlite_in_memory(&config.database_url) {
         return None;
     }
     let db = db.clone();
-    Some(tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => break,
-                _ = tokio::time::sleep(WAL_CHECK_EVERY) => {}
-            }
+    Some(spawn_every(WAL_CHECK_EVERY, stop, move || {
+        let db = db.clone();
+        async move {
             let started = std::time::Instant::now();
             match keep_wal_small(&db, WAL_RESTART_FRAMES).await {
                 Ok(WalCheck { frames, restarted }) if frames >= WAL_RESTART_FRAMES => {
@@ -417,6 +411,28 @@ pub fn spawn_wal_keeper(
             }
         }
     }))
+}
+
+/// Runs `round` once every `period` (the first after one period) until
+/// `stop` turns true; a round in progress finishes first.
+fn spawn_every<F, Fut>(
+    period: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut round: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                _ = tokio::time::sleep(period) => {}
+            }
+            round().await;
+        }
+    })
 }
 
 /// Key of the PostgreSQL advisory lock held while migrating.
