@@ -1282,7 +1282,27 @@ async fn postgres_planner_statistics_are_gathered_after_bulk_ingest() {
     }
     let pool = app.state.db.get_postgres_connection_pool().clone();
     // PostgreSQL counts the inserts once the writing backend reports them
-    // (within a second); the server's own keeper may analyze first.
+    // (within a second): wait for all of them, or an ANALYZE between two
+    // reports leaves the last batch counted as changed since.
+    wait_until(Duration::from_secs(30), "the inserts counted", || {
+        let pool = pool.clone();
+        async move {
+            let inserted: i64 = sqlx::query_scalar(
+                "SELECT n_tup_ins FROM pg_stat_user_tables \
+                 WHERE relname = 'events' AND schemaname = current_schema()",
+            )
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| e.to_string())?;
+            if inserted >= 3000 {
+                Ok(())
+            } else {
+                Err(format!("{inserted} inserts counted"))
+            }
+        }
+    })
+    .await;
+    // The server's own keeper may analyze first.
     wait_until(Duration::from_secs(30), "events analyzed", || {
         let db = app.state.db.clone();
         let pool = pool.clone();
