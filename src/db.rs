@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, SqlxPostgresConnector,
-    SqlxSqliteConnector,
+    ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, SqliteTransactionMode,
+    SqlxPostgresConnector, SqlxSqliteConnector, TransactionOptions, TransactionTrait,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteSynchronous};
@@ -217,6 +217,24 @@ fn sqlite_busy(e: &sqlx::Error) -> bool {
             .is_some_and(|code| code & 0xff == SQLITE_BUSY),
         _ => false,
     }
+}
+
+/// Starts a transaction that will write. On SQLite it takes the write lock
+/// as it begins (`BEGIN IMMEDIATE`, waiting for another writer as long as
+/// the busy timeout allows). A plain (deferred) transaction reads under the
+/// snapshot of its first read and cannot write once another connection has
+/// committed after it: SQLite answers "database is locked"
+/// (`SQLITE_BUSY_SNAPSHOT`) at once, without waiting, so under ingest almost
+/// every write that read first (a role change, an incident with an assignee)
+/// failed with `UNAVAILABLE`. Inside a transaction (`db` is one) this opens
+/// a savepoint, and on PostgreSQL a plain transaction. Reads that need one
+/// snapshot and write nothing keep using `begin`.
+pub async fn begin_write<C: TransactionTrait>(db: &C) -> Result<C::Transaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
 }
 
 /// Applies pending migrations. On PostgreSQL an advisory lock makes replicas

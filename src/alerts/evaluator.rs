@@ -24,9 +24,8 @@ use std::time::Instant;
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -162,16 +161,6 @@ pub fn silence_for(silences: &[ActiveSilence], labels: &LabelSet) -> Option<Uuid
         .iter()
         .find(|s| !s.matchers.is_empty() && matches_all(&s.matchers, labels))
         .map(|s| s.id)
-}
-
-/// Starts a write transaction (an immediate one on SQLite, so that its
-/// reads and writes are not interleaved with another writer's).
-pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
-    db.begin_with_options(TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..TransactionOptions::default()
-    })
-    .await
 }
 
 /// The state-machine view of a stored instance.
@@ -589,7 +578,7 @@ async fn evaluate(
     };
     let silences = cache.silences(&state.db, now).await?;
 
-    let txn = begin_write(&state.db).await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let current = rule::Entity::find_by_id(rule_id)
         .lock_exclusive()
         .one(&txn)

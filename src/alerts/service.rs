@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, TimeDelta, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::data;
 use super::entity::{instance, rule, silence, transition};
 use super::eval::{self, Budget, GroupTransition, LabelSet};
-use super::evaluator::{self, begin_write};
+use super::evaluator;
 use super::expr::{MatchOp, Matcher, Source, matches_all};
 use super::model::{
     self, Annotations, IncidentSeverity, MAX_DURATION_SECS, RuleDraft, RuleSpec, Severity,
@@ -95,7 +95,7 @@ pub async fn create_rule(
     };
     apply_spec(&mut active, spec);
     // tasks: the rule and its evaluation task are created together.
-    let txn = begin_write(&state.db).await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let created = active.insert(&txn).await?;
     sync_rule_task(&txn, created.id, Some(&created)).await?;
     txn.commit().await?;
@@ -205,7 +205,7 @@ async fn lock_rule(txn: &impl ConnectionTrait, id: Uuid) -> AppResult<rule::Mode
 /// it resolves its alerts.
 #[tracing::instrument(skip(state, patch), fields(rule_id = %id))]
 pub async fn update_rule(state: &AppState, id: Uuid, patch: RulePatch) -> AppResult<rule::Model> {
-    let txn = begin_write(&state.db).await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let current = lock_rule(&txn, id).await?;
     let spec = patch.apply(&current).validate().map_err(first_error)?;
     let now = util::now();
@@ -232,7 +232,7 @@ pub async fn update_rule(state: &AppState, id: Uuid, patch: RulePatch) -> AppRes
 /// it due at once). Setting the current value changes nothing.
 #[tracing::instrument(skip(state), fields(rule_id = %id))]
 pub async fn set_rule_enabled(state: &AppState, id: Uuid, enabled: bool) -> AppResult<rule::Model> {
-    let txn = begin_write(&state.db).await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let current = lock_rule(&txn, id).await?;
     if current.enabled == enabled {
         txn.rollback().await?;
@@ -261,7 +261,7 @@ pub async fn set_rule_enabled(state: &AppState, id: Uuid, enabled: bool) -> AppR
 /// resolution); returns the rule as it was.
 #[tracing::instrument(skip(state), fields(rule_id = %id))]
 pub async fn delete_rule(state: &AppState, id: Uuid) -> AppResult<rule::Model> {
-    let txn = begin_write(&state.db).await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let current = lock_rule(&txn, id).await?;
     let written = evaluator::deactivate_rule_alerts(&txn, &current, util::now()).await?;
     rule::Entity::delete_by_id(id).exec(&txn).await?;
@@ -487,7 +487,7 @@ pub async fn acknowledge_alert(
     comment: Option<String>,
 ) -> AppResult<instance::Model> {
     let comment = model::validate_ack_comment(comment)?;
-    let txn = begin_write(&state.db).await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let rule_id = find_alert(&txn, id).await?.rule_id;
     // Serialises with the evaluator, which rewrites the instance.
     lock_rule(&txn, rule_id).await?;
@@ -603,7 +603,7 @@ pub async fn create_silence(
 ) -> AppResult<silence::Model> {
     let now = util::now();
     let spec = draft.validate(now).map_err(first_error)?;
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let created = silence::ActiveModel {
         id: Set(Uuid::now_v7()),
         matchers: Set(spec.matchers_json()),
@@ -626,7 +626,7 @@ pub async fn create_silence(
 #[tracing::instrument(skip(state), fields(silence_id = %id))]
 pub async fn expire_silence(state: &AppState, id: Uuid) -> AppResult<silence::Model> {
     let now = util::now();
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let current = find_silence(&txn, id).await?;
     if SilenceState::at(current.starts_at, current.ends_at, now) == SilenceState::Expired {
         return Err(AppError::conflict("the silence has already expired"));

@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -220,7 +220,7 @@ pub async fn login(
     let at = now();
     let ttl = ChronoDuration::from_std(state.config.session_ttl)
         .unwrap_or_else(|_| ChronoDuration::days(1));
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let session = session::ActiveModel {
         id: Set(Uuid::now_v7()),
         user_id: Set(user.id),
@@ -455,7 +455,7 @@ pub async fn change_password(
         ));
     }
     let hash = password::hash(new.to_owned()).await?;
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let mut active: user::ActiveModel = user.into();
     active.password_hash = Set(hash);
     active.must_change_password = Set(false);
@@ -524,7 +524,7 @@ async fn active_admins_other_than(txn: &impl ConnectionTrait, id: Uuid) -> AppRe
 /// Changes a user's role (admin only, checked by the caller's guard). The
 /// last active admin cannot be demoted.
 pub async fn set_user_role(state: &AppState, user_id: Uuid, role: Role) -> AppResult<user::Model> {
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let user = find_user(&txn, user_id).await?;
     if stored_role(&user.role) == Role::Admin
         && role != Role::Admin
@@ -548,7 +548,7 @@ pub async fn set_user_active(
     user_id: Uuid,
     active_flag: bool,
 ) -> AppResult<user::Model> {
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let user = find_user(&txn, user_id).await?;
     if !active_flag
         && stored_role(&user.role) == Role::Admin
@@ -580,7 +580,7 @@ pub async fn force_password_reset(
     actor: &Identity,
     user_id: Uuid,
 ) -> AppResult<user::Model> {
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let user = find_user(&txn, user_id).await?;
     if stored_role(&user.role) > actor.role {
         return Err(AppError::forbidden(

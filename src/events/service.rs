@@ -89,7 +89,7 @@ where
         events: prepared,
         sender: Sender::of(actor),
     };
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let stored = store_batches(&txn, &[&batch]).await?;
     txn.commit().await?;
     let ids = stored.ids.into_iter().next().unwrap_or_default();

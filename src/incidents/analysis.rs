@@ -28,7 +28,7 @@ use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, Order, Query, WindowStatement};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoIdentity,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -564,7 +564,7 @@ pub async fn analyze_with(
     let span = Span::of(&inc, lookback, now);
     let findings = findings(&state.db, &span, Some(incident_id)).await?;
     let result = serde_json::to_value(&findings).map_err(AppError::internal)?;
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     analysis::Entity::delete_by_id(incident_id)
         .exec(&txn)
         .await?;

@@ -16,7 +16,7 @@ use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
     DatabaseTransaction, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Select, Statement, TransactionTrait,
+    QuerySelect, Select, Statement,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -314,61 +314,38 @@ async fn record_changes(
     Ok(())
 }
 
-/// Takes the write lock on the incident's row for the rest of the
-/// transaction (PostgreSQL: `FOR UPDATE`; SQLite: a no-op write, which makes
-/// the transaction the single writer before it reads) and reads it.
+/// Reads the incident, holding it for the rest of the transaction (a
+/// [`crate::db::begin_write`] one): on PostgreSQL its row is locked
+/// `FOR UPDATE`; on SQLite the transaction already holds the database's
+/// write lock.
 async fn lock_incident(
     txn: &DatabaseTransaction,
     backend: Backend,
     id: Uuid,
 ) -> AppResult<Option<incident::Model>> {
-    match backend {
-        Backend::Postgres => Ok(incident::Entity::find_by_id(id)
-            .lock_exclusive()
-            .one(txn)
-            .await?),
-        Backend::Sqlite => {
-            incident::Entity::update_many()
-                .col_expr(
-                    incident::Column::UpdatedAt,
-                    Expr::col(incident::Column::UpdatedAt),
-                )
-                .filter(incident::Column::Id.eq(id))
-                .exec(txn)
-                .await?;
-            Ok(incident::Entity::find_by_id(id).one(txn).await?)
-        }
-    }
+    let find = incident::Entity::find_by_id(id);
+    Ok(match backend {
+        Backend::Postgres => find.lock_exclusive().one(txn).await?,
+        Backend::Sqlite => find.one(txn).await?,
+    })
 }
 
-/// Serialises `open_for_alert` calls for one alert instance.
+/// Serialises `open_for_alert` calls for one alert instance (on SQLite the
+/// [`crate::db::begin_write`] transaction already holds the write lock).
 async fn lock_instance(
     txn: &DatabaseTransaction,
     backend: Backend,
     instance: Uuid,
 ) -> AppResult<()> {
-    match backend {
-        Backend::Postgres => {
-            let (hi, lo) = instance.as_u64_pair();
-            let key = (hi ^ lo) as i64;
-            txn.execute_raw(Statement::from_sql_and_values(
-                sea_orm::DatabaseBackend::Postgres,
-                "SELECT pg_advisory_xact_lock($1)",
-                [key.into()],
-            ))
-            .await?;
-        }
-        Backend::Sqlite => {
-            // Any write makes this transaction SQLite's single writer.
-            incident_alert::Entity::update_many()
-                .col_expr(
-                    incident_alert::Column::LinkedAt,
-                    Expr::col(incident_alert::Column::LinkedAt),
-                )
-                .filter(incident_alert::Column::InstanceId.eq(instance))
-                .exec(txn)
-                .await?;
-        }
+    if backend == Backend::Postgres {
+        let (hi, lo) = instance.as_u64_pair();
+        let key = (hi ^ lo) as i64;
+        txn.execute_raw(Statement::from_sql_and_values(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1)",
+            [key.into()],
+        ))
+        .await?;
     }
     Ok(())
 }
@@ -424,7 +401,7 @@ pub async fn create(
         Some(v) => model::labels(v)?,
     };
     let sources = model::sources(&new.sources)?;
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     if let Some(a) = new.assigned_to {
         ensure_assignable(&txn, a).await?;
     }
@@ -496,7 +473,7 @@ pub async fn open_for_alert(
     state: &AppState,
     alert: &FiringAlert,
 ) -> AppResult<Option<incident::Model>> {
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let Some(created) = open_for_alert_in(&txn, state.backend, alert).await? else {
         txn.rollback().await?;
         return Ok(None);
@@ -672,7 +649,7 @@ impl AlertStateChange {
 }
 
 /// What alert transitions did to incidents, inside the evaluator's
-/// transaction: the incidents it opened and the changes it recorded, to be
+/// transaction (a [`crate::db::begin_write`] one, as every writer's): the incidents it opened and the changes it recorded, to be
 /// announced with the transaction ([`crate::alerts::evaluator::publish`]).
 ///
 /// For each alert in `opening` (firing, unsilenced, of a rule with
@@ -914,7 +891,7 @@ async fn change_incident(
     id: Uuid,
     op: Op,
 ) -> AppResult<incident::Model> {
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let Some(current) = lock_incident(&txn, state.backend, id).await? else {
         return Err(not_found());
     };
@@ -1044,7 +1021,7 @@ pub async fn add_note(
     body: &str,
 ) -> AppResult<note::Model> {
     let body = model::text("body", body, true)?;
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let inc = lock_incident(&txn, state.backend, incident_id)
         .await?
         .filter(|i| can_see(actor, i))
@@ -1101,14 +1078,6 @@ async fn lock_note(
     note_id: Uuid,
 ) -> AppResult<(note::Model, incident::Model)> {
     let missing = || AppError::not_found("note");
-    if state.backend == Backend::Sqlite {
-        // Become SQLite's single writer before reading anything.
-        note::Entity::update_many()
-            .col_expr(note::Column::UpdatedAt, Expr::col(note::Column::UpdatedAt))
-            .filter(note::Column::Id.eq(note_id))
-            .exec(txn)
-            .await?;
-    }
     let found = note::Entity::find_by_id(note_id)
         .one(txn)
         .await?
@@ -1134,7 +1103,7 @@ pub async fn edit_note(
     body: &str,
 ) -> AppResult<note::Model> {
     let body = model::text("body", body, true)?;
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let (found, inc) = lock_note(state, &txn, actor, note_id).await?;
     let now = util::now();
     if found.author_id != Some(actor.user_id) {
@@ -1169,7 +1138,7 @@ pub async fn delete_note(
     actor: &Identity,
     note_id: Uuid,
 ) -> AppResult<note::Model> {
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let (found, inc) = lock_note(state, &txn, actor, note_id).await?;
     let now = util::now();
     if found.author_id != Some(actor.user_id) && !actor.has_role(Role::Moderator) {

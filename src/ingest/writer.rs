@@ -21,10 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use sea_orm::{
-    DatabaseConnection, DatabaseTransaction, DbBackend, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait,
-};
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -284,27 +281,12 @@ async fn run<S: Store>(
     tracing::debug!(writer = shared.name, "ingest writer stopped");
 }
 
-async fn begin(db: &DatabaseConnection) -> Result<DatabaseTransaction, sea_orm::DbErr> {
-    match db.get_database_backend() {
-        // Take the write lock up front: a deferred transaction that reads
-        // first could not upgrade once another connection has written.
-        DbBackend::Sqlite => {
-            db.begin_with_options(TransactionOptions {
-                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                ..Default::default()
-            })
-            .await
-        }
-        _ => db.begin().await,
-    }
-}
-
 async fn transact<S: Store>(
     db: &DatabaseConnection,
     store: &S,
     inputs: &[&S::Input],
 ) -> AppResult<Vec<S::Output>> {
-    let txn = begin(db).await?;
+    let txn = crate::db::begin_write(db).await?;
     let outputs = store.write(&txn, inputs).await?;
     txn.commit().await?;
     Ok(outputs)

@@ -200,7 +200,7 @@ where
         samples,
         atomic: true,
     };
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let mut results = store_batches(&txn, &[&batch], DEFAULT_MAX_SERIES).await?;
     let mut result = results.pop().unwrap_or_default();
     if let Some((i, refusal)) = result.refused.drain(..).next() {

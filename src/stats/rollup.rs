@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, HashMap};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    FromQueryResult, QueryFilter, Statement, TransactionTrait,
+    FromQueryResult, QueryFilter, Statement,
 };
 use serde_json::{Value, json};
 
@@ -82,7 +82,7 @@ async fn state_row(db: &DatabaseConnection, bounds: &[f64]) -> AppResult<rollup_
                 new = %bounds_json(bounds),
                 "histogram buckets changed; refolding stored samples"
             );
-            let txn = db.begin().await?;
+            let txn = crate::db::begin_write(db).await?;
             histogram_buckets::Entity::delete_many().exec(&txn).await?;
             rollup_state::Entity::update_many()
                 .col_expr(
@@ -241,7 +241,7 @@ pub async fn fold(db: &DatabaseConnection, bounds: &[f64]) -> AppResult<FoldRepo
         });
     }
     let now = util::now();
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     // Compare-and-set first: it serialises concurrent folds (and on SQLite
     // takes the write lock before anything is read).
     let mut cas = rollup_state::Entity::update_many()

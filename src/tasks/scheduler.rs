@@ -14,9 +14,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use super::entity::schedule;
@@ -157,7 +155,7 @@ pub async fn tick(
     let mut report = TickReport::default();
     for row in due {
         let next = now + chrono::Duration::seconds(row.interval_secs.max(1));
-        let txn = state.db.begin().await?;
+        let txn = crate::db::begin_write(&state.db).await?;
         let won = schedule::Entity::update_many()
             .col_expr(schedule::Column::NextRunAt, Expr::value(next))
             .col_expr(schedule::Column::UpdatedAt, Expr::value(now))

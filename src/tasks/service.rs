@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, PaginatorTrait,
-    QueryFilter, QuerySelect, Statement, TransactionTrait,
+    QueryFilter, QuerySelect, Statement,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -685,7 +685,7 @@ pub async fn reap_expired(db: &DatabaseConnection, now: DateTime<Utc>) -> AppRes
         q.filter(task::Column::Status.eq(TaskStatus::Running.as_str()))
             .filter(task::Column::LeaseExpiresAt.lt(now))
     };
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let died = expired(task::Entity::update_many())
         .filter(Expr::col(task::Column::Attempts).gte(Expr::col(task::Column::MaxAttempts)))
         .col_expr(task::Column::Status, Expr::value(TaskStatus::Dead.as_str()))

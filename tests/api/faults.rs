@@ -465,3 +465,107 @@ async fn read_live(mut ws: crate::common::Ws, live: Arc<Live>) {
         }
     }
 }
+
+/// Writes that read before they write, made while ingest commits all the
+/// time. On SQLite a transaction that began without the write lock reads
+/// under one snapshot, and once another connection has committed it can no
+/// longer write: SQLite answers "database is locked" (`SQLITE_BUSY_SNAPSHOT`)
+/// at once, without waiting, and the request failed with `UNAVAILABLE`. (A
+/// role change in CI failed that way once, behind the `last_used_at` write
+/// of the API key used just before it.) Every write transaction takes the
+/// write lock when it begins, so none of these may fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_that_read_first_succeed_while_ingest_commits() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token.clone();
+    let target = app.create_user("USER").await;
+    let tally = Arc::new(Tally::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|n| {
+            tokio::spawn(ingest_client(
+                reqwest::Client::new(),
+                app.url(""),
+                admin.clone(),
+                n,
+                tally.clone(),
+                stop.clone(),
+                false,
+            ))
+        })
+        .collect();
+    wait_until(Duration::from_secs(10), "ingest to start", || async {
+        match tally.acked_count.load(Ordering::Relaxed) {
+            0 => Err("nothing acknowledged yet".to_owned()),
+            _ => Ok(()),
+        }
+    })
+    .await;
+    let acked_before = tally.acked_count.load(Ordering::Relaxed);
+
+    let user = json!(target.id);
+    let silence = "mutation($i: CreateSilenceInput!) { createSilence(input: $i) { id } }";
+    let ends_at = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+    let mut failed = Vec::new();
+    let mut writes = 0;
+    for round in 0..15 {
+        let role = if round % 2 == 0 { "MODERATOR" } else { "USER" };
+        let created = app
+            .gql(
+                Some(&admin),
+                silence,
+                json!({"i": {"matchers": [{"label": "job", "value": format!("r{round}")}],
+                             "endsAt": ends_at, "comment": "maintenance"}}),
+            )
+            .await;
+        let silence_id = created["data"]["createSilence"]["id"].clone();
+        let ops = [
+            (
+                "mutation($i: SetUserRoleInput!) { setUserRole(input: $i) { role } }",
+                json!({"i": {"userId": user, "role": role}}),
+            ),
+            (
+                "mutation($i: DeactivateUserInput!) { deactivateUser(input: $i) { isActive } }",
+                json!({"i": {"userId": user}}),
+            ),
+            (
+                "mutation($i: ReactivateUserInput!) { reactivateUser(input: $i) { isActive } }",
+                json!({"i": {"userId": user}}),
+            ),
+            (
+                "mutation($i: ForcePasswordResetInput!) { forcePasswordReset(input: $i) { id } }",
+                json!({"i": {"userId": user}}),
+            ),
+            (
+                "mutation($i: CreateIncidentInput!) { createIncident(input: $i) { id } }",
+                json!({"i": {"title": format!("round {round}"), "assignedTo": user}}),
+            ),
+            (
+                "mutation($i: ExpireSilenceInput!) { expireSilence(input: $i) { state } }",
+                json!({"i": {"id": silence_id}}),
+            ),
+        ];
+        if created.get("errors").is_some() {
+            failed.push(format!("createSilence: {}", created["errors"]));
+        }
+        for (query, variables) in ops {
+            writes += 1;
+            let v = app.gql(Some(&admin), query, variables).await;
+            if let Some(errors) = v.get("errors") {
+                failed.push(format!("{query}: {errors}"));
+            }
+        }
+    }
+    let acked_during = tally.acked_count.load(Ordering::Relaxed) - acked_before;
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {writes} writes failed while {acked_during} events were ingested: {failed:#?}",
+        failed.len()
+    );
+    assert!(acked_during > 0, "ingest ran during the writes");
+    assert!(tally.failures.lock().await.is_empty());
+}

@@ -16,7 +16,7 @@
 //! (`SIGHTLINE_RETENTION_INTERVAL`); the result reports what was deleted.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 
 use crate::error::FieldError;
@@ -69,7 +69,7 @@ async fn purge(
         if *state.shutdown.borrow() {
             break;
         }
-        let txn = state.db.begin().await?;
+        let txn = crate::db::begin_write(&state.db).await?;
         let n = delete_batch(&txn, table, column, cutoff, batch).await?;
         counters::record_deleted(&txn, counter, n).await?;
         txn.commit().await?;
