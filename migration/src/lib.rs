@@ -14,6 +14,7 @@ mod m20261128_000030_incidents;
 mod m20261128_000040_tasks;
 mod m20261128_000041_metric_rollups;
 mod m20261205_000070_pubsub_payloads;
+mod m20261205_000080_metric_samples_covering_index;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000010_ingest_counters::Migration),
             Box::new(m20261128_000020_alerts::Migration),
             Box::new(m20261205_000070_pubsub_payloads::Migration),
+            Box::new(m20261205_000080_metric_samples_covering_index::Migration),
         ]
     }
 }
