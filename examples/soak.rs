@@ -12,8 +12,14 @@
 //! whole run and the error count.
 //!
 //! Exit status 1 when any request failed, when a subscriber missed events,
-//! or when RSS grew by more than `--max-growth` percent from the end of the
-//! warm-up (the first quarter of the run) to the end.
+//! or when RSS grew by more than `--max-growth` percent after warm-up (the
+//! first quarter of the run). RSS is also read every `--rss-every` seconds,
+//! and growth compares the median of the reads in the eighth of the run
+//! right after warm-up with the median of the reads in its last eighth: one
+//! read swings by ±10 MiB within a minute as requests come and go (124 to
+//! 137 MiB between two 30-s samples of one run), so growth from one sample
+//! to another measured that swing more than any trend; the medians do not.
+//! The growth from the warm-up sample to the last one is printed too.
 //!
 //! ```text
 //! cargo run --release --example soak -- --base http://127.0.0.1:8080 \
@@ -64,6 +70,9 @@ struct Args {
     /// Largest allowed RSS growth after warm-up, in percent.
     #[arg(long, default_value_t = 10.0)]
     max_growth: f64,
+    /// Seconds between the RSS reads that growth is computed from.
+    #[arg(long, default_value_t = 5)]
+    rss_every: u64,
     /// The server's SQLite file: each sample also gives its size and its
     /// write-ahead log's, and the log must stay under `--max-wal-mib`.
     #[arg(long)]
@@ -71,6 +80,36 @@ struct Args {
     /// Largest allowed SQLite write-ahead log, in MiB.
     #[arg(long, default_value_t = 256)]
     max_wal_mib: u64,
+}
+
+/// Reads the server's RSS every `every` until `stop`, as (seconds since
+/// `started`, KiB).
+async fn read_rss(
+    pid: u32,
+    every: Duration,
+    started: Instant,
+    out: Arc<Mutex<Vec<(f64, u64)>>>,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(rss) = status_kib(pid, "VmRSS") {
+            out.lock()
+                .await
+                .push((started.elapsed().as_secs_f64(), rss));
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// The median of the reads taken in `[from, to)` seconds (0 when none).
+fn median_within(reads: &[(f64, u64)], from: f64, to: f64) -> u64 {
+    let mut v: Vec<u64> = reads
+        .iter()
+        .filter(|(t, _)| *t >= from && *t < to)
+        .map(|r| r.1)
+        .collect();
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or(0)
 }
 
 /// The size of a file in MiB (0 when it does not exist).
@@ -468,6 +507,14 @@ async fn main() {
         stop.clone(),
     )));
 
+    let rss_reads: Arc<Mutex<Vec<(f64, u64)>>> = Arc::default();
+    tasks.push(tokio::spawn(read_rss(
+        args.pid,
+        Duration::from_secs(args.rss_every.max(1)),
+        started,
+        rss_reads.clone(),
+        stop.clone(),
+    )));
     let mut samples: Vec<(u64, u64)> = Vec::new();
     let mut largest_wal: f64 = 0.0;
     let mut last_requests = 0;
@@ -562,7 +609,7 @@ async fn main() {
     for e in stats.first_errors.lock().await.iter() {
         println!("  {e}");
     }
-    let warm = samples
+    let warm_sample = samples
         .iter()
         .find(|(t, _)| *t >= args.seconds / 4)
         .or(samples.first())
@@ -570,17 +617,31 @@ async fn main() {
         .unwrap_or(0);
     let last = samples.last().map(|s| s.1).unwrap_or(0);
     let peak = samples.iter().map(|s| s.1).max().unwrap_or(0);
-    let growth = if warm > 0 {
-        (last as f64 - warm as f64) / warm as f64 * 100.0
-    } else {
-        0.0
+    let percent = |from: u64, to: u64| {
+        if from > 0 {
+            (to as f64 - from as f64) / from as f64 * 100.0
+        } else {
+            0.0
+        }
     };
+    let reads = rss_reads.lock().await.clone();
+    let run = args.seconds as f64;
+    let (warm_from, window) = (run / 4.0, run / 8.0);
+    let warm = median_within(&reads, warm_from, warm_from + window);
+    let end = median_within(&reads, run - window, f64::INFINITY);
+    let growth = percent(warm, end);
     println!(
-        "RSS: {:.1} MiB after warm-up, {:.1} MiB at the end, {:.1} MiB peak: growth {growth:.1} % (limit {} %)",
-        warm as f64 / 1024.0,
-        last as f64 / 1024.0,
-        peak as f64 / 1024.0,
-        args.max_growth
+        "RSS: median {:.1} MiB over {warm_from:.0}-{:.0} s, {:.1} MiB over the last {window:.0} s \
+         ({} reads): growth {growth:.1} % (limit {} %); peak {:.1} MiB; \
+         from the {:.0}-s sample to the last {:.1} %",
+        mib(Some(warm)),
+        warm_from + window,
+        mib(Some(end)),
+        reads.len(),
+        args.max_growth,
+        mib(Some(peak)),
+        warm_from,
+        percent(warm_sample, last)
     );
     let mut failed = false;
     if errors > 0 {

@@ -7,7 +7,9 @@
 # evaluating, for SOAK_SECONDS (default 600), printing RSS and throughput
 # every SOAK_SAMPLE_SECS (default 30) and p50/p99 per operation at the end.
 # Fails on any error, on missed live deliveries, or on RSS growth after
-# warm-up above SOAK_MAX_GROWTH percent (default 10).
+# warm-up above SOAK_MAX_GROWTH percent (default 10), from RSS read every
+# SOAK_RSS_EVERY seconds (default 5): the median just after warm-up against
+# the median at the end.
 #
 #   scripts/soak.sh                          # 10 minutes, release build
 #   SOAK_SECONDS=60 SOAK_PROFILE=debug scripts/soak.sh
@@ -19,6 +21,7 @@ SOAK_SUBSCRIBERS=${SOAK_SUBSCRIBERS:-1000}
 SOAK_WORKERS=${SOAK_WORKERS:-8}
 SOAK_RULES=${SOAK_RULES:-20}
 SOAK_MAX_GROWTH=${SOAK_MAX_GROWTH:-10}
+SOAK_RSS_EVERY=${SOAK_RSS_EVERY:-5}
 SOAK_PROFILE=${SOAK_PROFILE:-release}
 TARGET="${CARGO_TARGET_DIR:-target}"
 
@@ -50,7 +53,7 @@ status=0
 "$DIR/examples/soak" --base "$BASE" --pid "$SERVER_PID" \
   --seconds "$SOAK_SECONDS" --sample-secs "$SOAK_SAMPLE_SECS" \
   --subscribers "$SOAK_SUBSCRIBERS" --workers "$SOAK_WORKERS" --rules "$SOAK_RULES" \
-  --max-growth "$SOAK_MAX_GROWTH" "${DB_FILE_ARGS[@]}" || status=$?
+  --max-growth "$SOAK_MAX_GROWTH" --rss-every "$SOAK_RSS_EVERY" "${DB_FILE_ARGS[@]}" || status=$?
 kill -0 "$SERVER_PID" 2>/dev/null || { echo "the server died during the soak:"; tail -50 "$LOG"; exit 1; }
 if [ "$status" != 0 ]; then
   echo "soak failed; server log: $LOG"
