@@ -164,19 +164,37 @@ fn update_unnest(changes: &[Change]) -> Statement {
     )
 }
 
+/// The SQLite statement, its `VALUES` padded to a power of two rows with the
+/// nil id (which no event has). The connection keeps each distinct
+/// statement it ran prepared (up to 100), and one of a few hundred rows is a
+/// large program: with one statement per batch size, the shared
+/// connections' caches filled with them as sweeps of ever new sizes ran,
+/// and the soak's memory kept growing. Padded, there are at most ten.
 fn update_values(changes: &[Change]) -> Statement {
+    let rows = changes.len().next_power_of_two();
     let mut sql = String::from("WITH u(id, fp, set_level, lvl, tags) AS (VALUES ");
-    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(changes.len() * 5);
-    for (i, c) in changes.iter().enumerate() {
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(rows * 5);
+    for i in 0..rows {
         if i > 0 {
             sql.push(',');
         }
         sql.push_str("(?,?,?,?,?)");
-        values.push(c.id.into());
-        values.push(c.fingerprint.clone().into());
-        values.push(c.level.is_some().into());
-        values.push(c.level.clone().flatten().unwrap_or_default().into());
-        values.push(c.tags.clone().unwrap_or_default().into());
+        match changes.get(i) {
+            Some(c) => {
+                values.push(c.id.into());
+                values.push(c.fingerprint.clone().into());
+                values.push(c.level.is_some().into());
+                values.push(c.level.clone().flatten().unwrap_or_default().into());
+                values.push(c.tags.clone().unwrap_or_default().into());
+            }
+            None => {
+                values.push(Uuid::nil().into());
+                values.push(String::new().into());
+                values.push(false.into());
+                values.push(String::new().into());
+                values.push(String::new().into());
+            }
+        }
     }
     sql.push_str(
         ") UPDATE events SET fingerprint = u.fp, \
@@ -257,6 +275,32 @@ pub async fn run(ctx: TaskContext) -> Result<Value, TaskError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlite_updates_come_in_a_few_padded_sizes() {
+        let change = |i: usize| Change {
+            id: Uuid::now_v7(),
+            fingerprint: format!("fp{i}"),
+            level: None,
+            tags: None,
+        };
+        let mut shapes = std::collections::HashSet::new();
+        for n in 1..=500 {
+            let changes: Vec<Change> = (0..n).map(change).collect();
+            let stmt = update_values(&changes);
+            let rows = stmt.sql.matches("(?,?,?,?,?)").count();
+            assert_eq!(rows, n.next_power_of_two(), "{n} changes");
+            let values = stmt.values.expect("bound values").0;
+            assert_eq!(values.len(), rows * 5);
+            // The real changes first, in order; then rows no event matches.
+            assert_eq!(values[5 * (n - 1)], changes[n - 1].id.into());
+            if rows > n {
+                assert_eq!(values[5 * n], Uuid::nil().into());
+            }
+            shapes.insert(stmt.sql);
+        }
+        assert_eq!(shapes.len(), 10, "1, 2, 4, ..., 512 rows");
+    }
 
     #[test]
     fn payloads_are_a_sweep_a_limit_or_ids() {
