@@ -6,14 +6,12 @@
 //! [`Backend`] here rather than inspecting URLs itself.
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
-    SqliteTransactionMode, SqlxPostgresConnector, SqlxSqliteConnector, TransactionOptions,
-    TransactionTrait,
+    ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, SqliteTransactionMode,
+    SqlxPostgresConnector, SqlxSqliteConnector, TransactionOptions, TransactionTrait,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteSynchronous};
@@ -231,68 +229,12 @@ fn sqlite_busy(e: &sqlx::Error) -> bool {
 /// failed with `UNAVAILABLE`. Inside a transaction (`db` is one) this opens
 /// a savepoint, and on PostgreSQL a plain transaction. Reads that need one
 /// snapshot and write nothing keep using `begin`.
-///
-/// While it waits for the lock on SQLite, the ingest writers hold back
-/// ([`begin_ingest_write`]).
-pub async fn begin_write<C>(db: &C) -> Result<C::Transaction, DbErr>
-where
-    C: ConnectionTrait + TransactionTrait,
-{
-    let _waiting = (db.get_database_backend() == DatabaseBackend::Sqlite).then(Waiting::new);
-    begin_immediate(db).await
-}
-
-/// [`begin_write`] for the ingest writers, which on SQLite first let the
-/// writers waiting in `begin_write` go (for at most [`INGEST_YIELD_MAX`]).
-/// SQLite's busy handler polls, sleeping up to 100 ms between tries, and
-/// the two ingest writers take the lock again as soon as it is free, so an
-/// incident change or a task claim waited up to a second or two behind a
-/// stream of ingest transactions (and longer under the soak).
-pub async fn begin_ingest_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
-    if Backend::of(db) == Backend::Sqlite {
-        let deadline = tokio::time::Instant::now() + INGEST_YIELD_MAX;
-        while WAITING_WRITERS.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
-    begin_immediate(db).await
-}
-
-async fn begin_immediate<C: TransactionTrait>(db: &C) -> Result<C::Transaction, DbErr> {
+pub async fn begin_write<C: TransactionTrait>(db: &C) -> Result<C::Transaction, DbErr> {
     db.begin_with_options(TransactionOptions {
         sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
         ..TransactionOptions::default()
     })
     .await
-}
-
-/// Transactions of this process waiting in [`begin_write`] for SQLite's
-/// write lock. One count for the process: a server has one database (tests
-/// running several servers in one process only make their ingest writers
-/// pause a little more often).
-static WAITING_WRITERS: AtomicUsize = AtomicUsize::new(0);
-
-/// Longest an ingest writer holds back for waiting writers: longer than the
-/// busy handler's longest sleep, so a waiting writer's next try finds the
-/// lock free, and short enough that ingest keeps flowing whatever happens.
-const INGEST_YIELD_MAX: Duration = Duration::from_millis(200);
-
-/// Counts one waiting writer while it lives (also when the request that
-/// waits is dropped).
-struct Waiting;
-
-impl Waiting {
-    fn new() -> Waiting {
-        WAITING_WRITERS.fetch_add(1, Ordering::AcqRel);
-        Waiting
-    }
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        WAITING_WRITERS.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// Applies pending migrations. On PostgreSQL an advisory lock makes replicas

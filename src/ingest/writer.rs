@@ -286,7 +286,7 @@ async fn transact<S: Store>(
     store: &S,
     inputs: &[&S::Input],
 ) -> AppResult<Vec<S::Output>> {
-    let txn = crate::db::begin_ingest_write(db).await?;
+    let txn = crate::db::begin_write(db).await?;
     let outputs = store.write(&txn, inputs).await?;
     txn.commit().await?;
     Ok(outputs)
