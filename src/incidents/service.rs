@@ -649,8 +649,9 @@ impl AlertStateChange {
 }
 
 /// What alert transitions did to incidents, inside the evaluator's
-/// transaction (a [`crate::db::begin_write`] one, as every writer's): the incidents it opened and the changes it recorded, to be
-/// announced with the transaction ([`crate::alerts::evaluator::publish`]).
+/// transaction (a [`crate::db::begin_write`] one, as every writer's): the
+/// incidents it opened and the changes it recorded, to be announced with
+/// the transaction ([`crate::alerts::evaluator::publish`]).
 ///
 /// For each alert in `opening` (firing, unsilenced, of a rule with
 /// `createIncident`), an incident is opened unless one is already open for

@@ -165,11 +165,11 @@ fn update_unnest(changes: &[Change]) -> Statement {
 }
 
 /// The SQLite statement, its `VALUES` padded to a power of two rows with the
-/// nil id (which no event has). The connection keeps each distinct
-/// statement it ran prepared (up to 100), and one of a few hundred rows is a
-/// large program: with one statement per batch size, the shared
-/// connections' caches filled with them as sweeps of ever new sizes ran,
-/// and the soak's memory kept growing. Padded, there are at most ten.
+/// nil id (which no event has). A connection keeps each distinct statement
+/// it ran prepared (up to 100), and one of a few hundred rows is a large
+/// program: with one statement per batch size, each shared connection could
+/// come to hold a hundred of them as sweeps of new sizes ran. Padded, there
+/// are at most ten.
 fn update_values(changes: &[Change]) -> Statement {
     let rows = changes.len().next_power_of_two();
     let mut sql = String::from("WITH u(id, fp, set_level, lvl, tags) AS (VALUES ");
