@@ -139,7 +139,17 @@ async fn open(config: &Config, size: Option<u32>) -> Result<DatabaseConnection, 
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(SQLITE_BUSY_TIMEOUT)
             .foreign_keys(true)
-            .pragma("temp_store", "memory")
+            // Sorts and temporary tables in temporary files (unlinked, in
+            // `SQLITE_TMPDIR` or `/tmp`, used only past a page cache of their
+            // own), not in the heap. With `temp_store = memory` the soak's
+            // RSS kept rising after warm-up (medians +15 % in 10 minutes)
+            // while the live heap did not: in a build with the system
+            // allocator, `malloc_stats` showed 42-55 MB in use throughout,
+            // but 8 arenas (as many as this pool's connection threads, where
+            // SQLite runs) grew from ~9 to ~15 MB apiece, single ones seen
+            // holding 8-11 MB at once.
+            // With temporary files it grew 4.8 % and 6.0 % (two runs).
+            .pragma("temp_store", "file")
             .pragma("cache_size", sqlite_cache_kib(size).to_string());
         let in_memory = sqlite_in_memory(url);
         if !in_memory {
@@ -608,7 +618,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn every_pooled_sqlite_connection_is_in_wal_mode_with_the_bounded_page_cache() {
+    async fn every_pooled_sqlite_connection_is_in_wal_mode_with_bounded_memory() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
         let config = Config::for_tests(&url);
@@ -629,6 +639,13 @@ mod tests {
                     .await
                     .unwrap();
                 assert_eq!(size, want);
+                // Temporary tables and sorts go to temporary files (1),
+                // not the heap.
+                let temp: i64 = sqlx::query_scalar("PRAGMA temp_store")
+                    .fetch_one(&mut **conn)
+                    .await
+                    .unwrap();
+                assert_eq!(temp, 1);
                 // Set once on the file, not by each connection.
                 let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
                     .fetch_one(&mut **conn)
