@@ -100,6 +100,23 @@ struct Change {
     tags: Option<String>,
 }
 
+/// One row of either update statement: `(id, fp, set_level, lvl, tags)`.
+type Row = (Uuid, String, bool, String, String);
+
+impl Change {
+    /// Its row. An empty level or tags text means "unchanged" (tags are a
+    /// JSON object, never empty text; a level is set only with `set_level`).
+    fn row(&self) -> Row {
+        (
+            self.id,
+            self.fingerprint.clone(),
+            self.level.is_some(),
+            self.level.clone().flatten().unwrap_or_default(),
+            self.tags.clone().unwrap_or_default(),
+        )
+    }
+}
+
 /// Enriches `rows` with ONE statement; returns how many changed. A sweep
 /// batch holds the write lock (SQLite) or its row locks (PostgreSQL) only
 /// for that statement, not for a round trip per row, so ingest waits little.
@@ -133,20 +150,20 @@ async fn enrich_rows(db: &DatabaseConnection, rows: Vec<event::Model>) -> Result
     Ok(db.execute_raw(statement).await?.rows_affected())
 }
 
-// In both statements an empty level or tags text means "unchanged" (tags
-// are a JSON object, never empty text; a level is set only with `set_level`).
+/// The PostgreSQL statement: the rows as five arrays, unnested.
 fn update_unnest(changes: &[Change]) -> Statement {
-    let ids: Vec<Uuid> = changes.iter().map(|c| c.id).collect();
-    let fingerprints: Vec<String> = changes.iter().map(|c| c.fingerprint.clone()).collect();
-    let set_level: Vec<bool> = changes.iter().map(|c| c.level.is_some()).collect();
-    let levels: Vec<String> = changes
-        .iter()
-        .map(|c| c.level.clone().flatten().unwrap_or_default())
-        .collect();
-    let tags: Vec<String> = changes
-        .iter()
-        .map(|c| c.tags.clone().unwrap_or_default())
-        .collect();
+    let mut ids = Vec::with_capacity(changes.len());
+    let mut fingerprints = Vec::with_capacity(changes.len());
+    let mut set_level = Vec::with_capacity(changes.len());
+    let mut levels = Vec::with_capacity(changes.len());
+    let mut tags = Vec::with_capacity(changes.len());
+    for (id, fp, set, lvl, t) in changes.iter().map(Change::row) {
+        ids.push(id);
+        fingerprints.push(fp);
+        set_level.push(set);
+        levels.push(lvl);
+        tags.push(t);
+    }
     Statement::from_sql_and_values(
         DbBackend::Postgres,
         "UPDATE events AS e SET fingerprint = u.fp, \
@@ -179,22 +196,25 @@ fn update_values(changes: &[Change]) -> Statement {
             sql.push(',');
         }
         sql.push_str("(?,?,?,?,?)");
-        match changes.get(i) {
-            Some(c) => {
-                values.push(c.id.into());
-                values.push(c.fingerprint.clone().into());
-                values.push(c.level.is_some().into());
-                values.push(c.level.clone().flatten().unwrap_or_default().into());
-                values.push(c.tags.clone().unwrap_or_default().into());
-            }
-            None => {
-                values.push(Uuid::nil().into());
-                values.push(String::new().into());
-                values.push(false.into());
-                values.push(String::new().into());
-                values.push(String::new().into());
-            }
-        }
+        let (id, fp, set_level, lvl, tags) = changes.get(i).map_or_else(
+            || {
+                (
+                    Uuid::nil(),
+                    String::new(),
+                    false,
+                    String::new(),
+                    String::new(),
+                )
+            },
+            Change::row,
+        );
+        values.extend([
+            id.into(),
+            fp.into(),
+            set_level.into(),
+            lvl.into(),
+            tags.into(),
+        ]);
     }
     sql.push_str(
         ") UPDATE events SET fingerprint = u.fp, \
